@@ -1,0 +1,142 @@
+"""Typed settings: one YAML per environment, overridable from the environment.
+
+`SEASONREC__FEAST__PROFILE=redis` overrides `feast.profile`; the double
+underscore separates levels, so any key of the YAML can be set this way.
+Unknown keys are rejected everywhere, so a typo never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from seasonrec.errors import SeasonrecError
+
+ENV_PREFIX = "SEASONREC__"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Model):
+    ## Root for every generated file; relative paths resolve against the project root.
+    data_dir: Path = Path("data")
+
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else PROJECT_ROOT / p
+
+    @property
+    def root(self) -> Path:
+        return self.resolve(self.data_dir)
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def canonical(self) -> Path:
+        return self.root / "canonical"
+
+    @property
+    def features(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def feast(self) -> Path:
+        return self.root / "feast"
+
+
+class GenerateConfig(_Model):
+    users: int = Field(2_000, gt=0)
+    items: int = Field(400, gt=0)
+    start: date = date(2023, 1, 1)
+    end: date = date(2024, 12, 31)
+    seed: int = 7
+    # Users per written chunk: bounds memory whatever the total number of users.
+    chunk_users: int = Field(50_000, gt=0)
+
+
+class IngestConfig(_Model):
+    # Timestamps outside [oldest, now + future_tolerance_days] are rejected, not clipped.
+    oldest: date = date(1995, 1, 1)
+    future_tolerance_days: int = Field(1, ge=0)
+
+
+class FeaturesConfig(_Model):
+    history_length: int = Field(20, gt=0)
+    pool_size: int = Field(100, gt=0)
+    # Hub id or local path of a sentence encoder, or "hashing" for the dependency-free fallback.
+    title_encoder: str = "sentence-transformers/all-MiniLM-L6-v2"
+    embedding_dim: int = Field(384, gt=0)
+    # Weights of last year's same weeks against the last four weeks in the candidate pools.
+    pool_seasonal_weight: float = Field(2.0, ge=0)
+    pool_recent_weight: float = Field(1.0, ge=0)
+
+
+class FeastConfig(_Model):
+    profile: Literal["embedded", "redis"] = "embedded"
+    repo_path: Path = Path("feature_repo")
+    redis_connection: str = "127.0.0.1:6379"
+    # Feast namespaces every key by project, so tests and environments can share one Redis.
+    project: str = "seasonrec"
+    # How long an online value stays valid before Feast treats it as missing.
+    ttl_days: int = Field(400, gt=0)
+
+
+class Settings(_Model):
+    paths: PathsConfig = PathsConfig()
+    generate: GenerateConfig = GenerateConfig()
+    ingest: IngestConfig = IngestConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    feast: FeastConfig = FeastConfig()
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        *parents, leaf = key[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read a YAML config (default `configs/local.yaml`) and apply `SEASONREC__*` overrides."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.is_file():
+        raise SeasonrecError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise SeasonrecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise SeasonrecError(f"{path}: top level must be a mapping")
+    merged = _merge(raw, _env_overrides(dict(os.environ if environ is None else environ)))
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SeasonrecError(f"{path}: {where}: {first['msg']}") from exc

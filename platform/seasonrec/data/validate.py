@@ -1,0 +1,163 @@
+"""Reading input tables and splitting their rows into accepted and rejected.
+
+Every row ends up in exactly one of the two outputs. A rejected row keeps its
+original values (as text), its position in the source and the first reason it
+failed, so nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+
+from seasonrec import schema as s
+from seasonrec.errors import InputError
+
+SUFFIXES = (".parquet", ".csv", ".xlsx")
+
+
+def find_table(directory: Path, name: str) -> Path:
+    """`name.parquet`, `name.csv`, `name.xlsx` or a folder `name/` of Parquet parts."""
+    for candidate in [directory / name, *(directory / f"{name}{sfx}" for sfx in SUFFIXES)]:
+        if candidate.exists():
+            return candidate
+    raise InputError(directory, f"no '{name}' table found (looked for {name}/, {', '.join(name + x for x in SUFFIXES)})")
+
+
+def scan_table(path: Path) -> pl.LazyFrame:
+    """Lazily open a Parquet file, a folder of Parquet parts, a CSV or an XLSX sheet."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    if path.is_dir():
+        parts = sorted(path.glob("*.parquet"))
+        if not parts:
+            raise InputError(path, "folder holds no .parquet files")
+        lf = pl.scan_parquet(parts)
+    elif path.stat().st_size == 0:
+        raise InputError(path, "file is empty")
+    elif path.suffix == ".parquet":
+        lf = pl.scan_parquet(path)
+    elif path.suffix == ".csv":
+        # Everything is read as text so a bad cell becomes a rejected row, not a failed read.
+        lf = pl.scan_csv(path, infer_schema=False)
+    elif path.suffix == ".xlsx":
+        lf = pl.read_excel(path).lazy()
+    else:
+        raise InputError(path, f"unsupported file type '{path.suffix}' (use {', '.join(SUFFIXES)})")
+    try:
+        empty = lf.select(pl.len()).collect().item() == 0
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(path, f"cannot be read ({str(exc).splitlines()[0]})") from exc
+    if empty:
+        raise InputError(path, "file has no rows")
+    return lf
+
+
+def require_columns(lf: pl.LazyFrame, path: Path, columns: list[str]) -> pl.Schema:
+    present = lf.collect_schema()
+    for column in columns:
+        if column not in present:
+            raise InputError(path, f"missing (found: {', '.join(present.names())})", column=column)
+    return present
+
+
+_NUMERIC = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64)
+
+
+def typed_column(path: Path, column: str, kind: str, dtype: pl.DataType) -> pl.Expr:
+    """Cast one input column to its canonical kind; cells that do not fit become null.
+
+    A column whose whole type cannot hold the kind (a list where a number belongs,
+    a number where a timestamp belongs) is a file-level error, not a million rejects.
+    """
+    col = pl.col(column)
+    textual = dtype == pl.String
+    if kind == "str":
+        if not (textual or dtype in _NUMERIC or dtype == pl.Categorical):
+            raise InputError(path, f"expected text, found {dtype}", column=column)
+        return col.cast(pl.String).str.strip_chars()
+    if kind in ("int", "float"):
+        if not (textual or dtype in _NUMERIC):
+            raise InputError(path, f"expected a number, found {dtype}", column=column)
+        target = pl.Int64 if kind == "int" else pl.Float64
+        if textual:
+            col = col.str.strip_chars().cast(pl.Float64, strict=False)
+        if kind == "int":
+            col = pl.when(col.cast(pl.Float64) == col.cast(pl.Float64).round()).then(col)
+        return col.cast(target, strict=False)
+    if kind == "datetime":
+        if textual:
+            parsed = col.str.strip_chars().str.to_datetime(time_unit="us", strict=False, time_zone="UTC")
+            return parsed
+        if isinstance(dtype, pl.Datetime):
+            if dtype.time_zone is None:
+                return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+            return col.dt.convert_time_zone("UTC").cast(pl.Datetime("us", "UTC"))
+        if dtype == pl.Date:
+            return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+        raise InputError(path, f"expected a timestamp, found {dtype}", column=column)
+    raise ValueError(f"unknown column kind {kind}")
+
+
+def staged(column: str) -> pl.Expr:
+    """The typed value of a canonical column inside `split_rows`, for use in checks."""
+    return pl.col(f"__{column}")
+
+
+@dataclass(frozen=True)
+class Check:
+    """A row fails `reason` where `bad` is true. Checks run in order; the first failure wins."""
+
+    reason: str
+    bad: pl.Expr
+
+
+def time_bounds(oldest: date, future_tolerance_days: int) -> tuple[datetime, datetime]:
+    low = datetime(oldest.year, oldest.month, oldest.day, tzinfo=timezone.utc)
+    high = datetime.now(timezone.utc) + timedelta(days=future_tolerance_days)
+    return low, high
+
+
+def canonical_checks(path: Path, lf: pl.LazyFrame, columns: dict[str, str]) -> tuple[dict[str, pl.Expr], list[Check]]:
+    """Typed expressions and the missing/invalid checks for each canonical column."""
+    present = require_columns(lf, path, list(columns))
+    typed: dict[str, pl.Expr] = {}
+    checks: list[Check] = []
+    for column, kind in columns.items():
+        expr = typed_column(path, column, kind, present[column])
+        typed[column] = expr
+        raw_missing = pl.col(column).is_null()
+        if present[column] == pl.String:
+            raw_missing = raw_missing | (pl.col(column).str.strip_chars() == "")
+        if column not in s.NULLABLE_COLUMNS:
+            checks.append(Check(f"missing_{column}", raw_missing))
+        checks.append(Check(f"invalid_{column}", ~raw_missing & staged(column).is_null()))
+    return typed, checks
+
+
+def split_rows(
+    lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check]
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """(accepted rows in canonical columns, rejected rows as text with `reason` and `source_row`).
+
+    `lf` must carry a `source_row` column. Checks see typed values through `staged()`,
+    so each cast is evaluated once.
+    """
+    # Helper columns (prefixed "__") are not part of the source row.
+    originals = [c for c in lf.collect_schema().names() if c != s.SOURCE_ROW and not c.startswith("__")]
+    staged = lf.with_columns(**{f"__{k}": v for k, v in typed.items()})
+    reason = pl.lit(None, dtype=pl.String)
+    for check in reversed(checks):
+        reason = pl.when(check.bad.fill_null(False)).then(pl.lit(check.reason)).otherwise(reason)
+    staged = staged.with_columns(reason.alias(s.REASON))
+    accepted = staged.filter(pl.col(s.REASON).is_null()).select(
+        [pl.col(f"__{k}").alias(k) for k in typed]
+    )
+    rejected = staged.filter(pl.col(s.REASON).is_not_null()).select(
+        pl.col(s.SOURCE_ROW), *[pl.col(c).cast(pl.String) for c in originals], pl.col(s.REASON)
+    )
+    return accepted, rejected

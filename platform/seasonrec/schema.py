@@ -1,0 +1,107 @@
+"""The one source of truth for names: columns, entity keys, feature names, tables.
+
+Everything else (ingest, feature builders, `feature_repo/`, later the Triton
+configs) imports these constants, and tests check that they agree.
+"""
+
+from __future__ import annotations
+
+# --- canonical columns ------------------------------------------------------
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TS = "event_ts"
+EVENT_TYPE = "event_type"
+QUANTITY = "quantity"
+PRICE = "price"
+REGION = "region"
+TITLE = "title"
+CATEGORY = "category"
+LAUNCH_TS = "launch_ts"
+STOCK = "stock"
+REASON = "reason"
+SOURCE_ROW = "source_row"
+
+EVENT_TYPES = ("view", "cart", "purchase")
+
+# Column name -> polars dtype name. Kept as strings so this module imports nothing heavy.
+EVENTS_COLUMNS: dict[str, str] = {
+    USER_ID: "str",
+    ITEM_ID: "str",
+    EVENT_TS: "datetime",
+    EVENT_TYPE: "str",
+    QUANTITY: "int",
+    PRICE: "float",
+    REGION: "str",
+}
+ITEMS_COLUMNS: dict[str, str] = {
+    ITEM_ID: "str",
+    TITLE: "str",
+    CATEGORY: "str",
+    PRICE: "float",
+    LAUNCH_TS: "datetime",
+    STOCK: "int",
+}
+# Columns that may be null; every other canonical column is required per row.
+NULLABLE_COLUMNS = frozenset({STOCK})
+
+# --- files on disk ----------------------------------------------------------
+EVENTS_TABLE = "events"
+ITEMS_TABLE = "items"
+REJECTED_SUFFIX = "_rejected"
+
+# --- Feast: entities and their join keys -------------------------------------
+FEAST_PROJECT = "seasonrec"
+WEEK_OF_YEAR = "week_of_year"
+FEATURE_TS = "event_timestamp"
+CREATED_TS = "created"
+POOL_ALL_REGIONS = "ALL"
+
+# --- Feast: offline tables written by `features build`, one per feature view --
+USER_STATS = "user_stats"
+USER_HISTORY = "user_history"
+ITEM_PROFILE = "item_profile"
+ITEM_DEMAND = "item_demand"
+REGION_ITEM_TRENDS = "region_item_trends"
+SEASONAL_POOLS = "seasonal_pools"
+SEASONAL_CONTEXT = "seasonal_context"
+USER_EVENTS_PUSH = "user_events_push"
+OFFLINE_TABLES = (USER_STATS, USER_HISTORY, ITEM_PROFILE, ITEM_DEMAND, REGION_ITEM_TRENDS, SEASONAL_POOLS)
+
+# --- Feast: feature names per view -------------------------------------------
+USER_STATS_FEATURES = (
+    "n_views",
+    "n_carts",
+    "n_purchases",
+    "purchase_days",
+    "monetary",
+    "last_purchase_ts",
+)
+HISTORY_ITEM_IDS = "history_item_ids"
+HISTORY_TS = "history_ts"
+USER_HISTORY_FEATURES = (HISTORY_ITEM_IDS, HISTORY_TS)
+TITLE_EMBEDDING = "title_embedding"
+ITEM_PROFILE_FEATURES = (CATEGORY, PRICE, LAUNCH_TS, STOCK, TITLE_EMBEDDING)
+DEMAND_BY_WEEK = "demand_by_week"
+ITEM_DEMAND_FEATURES = (DEMAND_BY_WEEK, "total_sales")
+REGION_ITEM_FEATURES = ("sales_7d", "sales_28d", "trend_ratio")
+POOL_ITEM_IDS = "pool_item_ids"
+POOL_SCORES = "pool_scores"
+SEASONAL_POOL_FEATURES = (POOL_ITEM_IDS, POOL_SCORES)
+
+# Request-time inputs of the on-demand view, and what it derives.
+REQUEST_TS = "request_ts"
+SEASONAL_CONTEXT_FEATURES = (
+    "week_sin",
+    "week_cos",
+    "days_to_holiday",
+    "item_week_demand",
+    "item_age_days",
+)
+HISTORY_AGE_HOURS = "history_age_hours"
+
+# 53 ISO weeks: index w-1 holds ISO week w.
+WEEKS_PER_YEAR = 53
+
+# --- Feast: feature services -------------------------------------------------
+RANKER_SERVICE = "ranker_v1"
+CANDIDATES_SERVICE = "candidates_v1"
