@@ -75,7 +75,9 @@ USER_STATS_FEATURES = (
     "purchase_days",
     "monetary",
     "last_purchase_ts",
+    "home_region",
 )
+HOME_REGION = "home_region"
 HISTORY_ITEM_IDS = "history_item_ids"
 HISTORY_TS = "history_ts"
 USER_HISTORY_FEATURES = (HISTORY_ITEM_IDS, HISTORY_TS)

@@ -1,0 +1,30 @@
+"""On-demand view: the seasonal context of a request, computed when it is made."""
+
+from feast import Field
+from feast.on_demand_feature_view import on_demand_feature_view
+from feast.types import Array, Float64, Int64
+from sources import request_context
+from views import item_demand, item_profile, user_history
+
+from seasonrec import schema as s
+
+
+# Where in the year and in the holiday calendar a request falls, for this item and user.
+@on_demand_feature_view(
+    name=s.SEASONAL_CONTEXT,
+    sources=[request_context, item_demand, item_profile, user_history],
+    # No descriptions here: Feast compares them when it checks the schema against the function's output.
+    schema=[
+        Field(name="week_sin", dtype=Float64),  # sin of the week-of-year angle.
+        Field(name="week_cos", dtype=Float64),  # cos of the week-of-year angle.
+        Field(name="days_to_holiday", dtype=Int64),  # Days to the next holiday in the request's region.
+        Field(name="item_week_demand", dtype=Float64),  # Item's demand this ISO week; 1.0 is an average week.
+        Field(name="item_age_days", dtype=Float64),  # Days since the item launched.
+        Field(name=s.HISTORY_AGE_HOURS, dtype=Array(Float64)),  # Hours since each history event.
+    ],
+    mode="python",
+)
+def seasonal_context(inputs: dict) -> dict:
+    from seasonrec.features.context import seasonal_context as compute
+
+    return compute(inputs)

@@ -1,0 +1,101 @@
+"""Feature views: what is known about users, items, regions and seasons."""
+
+from datetime import timedelta
+
+from entities import item, region, user, week
+from feast import FeatureView, Field
+from feast.types import Array, Float32, Float64, Int64, String
+from sources import (
+    item_demand_source,
+    item_profile_source,
+    region_item_trends_source,
+    seasonal_pools_source,
+    user_events_push,
+    user_stats_source,
+)
+
+from seasonrec import schema as s
+
+# Long enough that last year's season is still served; stale rows are replaced, not expired.
+TTL = timedelta(days=400)
+
+# Recency, frequency and monetary value of each shopper so far.
+user_stats = FeatureView(
+    name=s.USER_STATS,
+    entities=[user],
+    ttl=TTL,
+    schema=[
+        Field(name="n_views", dtype=Int64, description="Views so far."),
+        Field(name="n_carts", dtype=Int64, description="Add-to-carts so far."),
+        Field(name="n_purchases", dtype=Int64, description="Purchases so far."),
+        Field(name="purchase_days", dtype=Int64, description="Distinct days with a purchase."),
+        Field(name="monetary", dtype=Float64, description="Total spend so far."),
+        Field(name="last_purchase_ts", dtype=Int64, description="Unix time of the last purchase, -1 if none."),
+        Field(name=s.HOME_REGION, dtype=String, description="Region of the user's latest active day."),
+    ],
+    source=user_stats_source,
+)
+
+# The shopper's recent behaviour sequence, newest last; updated live through the push source.
+user_history = FeatureView(
+    name=s.USER_HISTORY,
+    entities=[user],
+    ttl=TTL,
+    schema=[
+        Field(name=s.HISTORY_ITEM_IDS, dtype=Array(String), description="Last N item ids, oldest first."),
+        Field(name=s.HISTORY_TS, dtype=Array(Int64), description="Unix time of each of those events."),
+    ],
+    source=user_events_push,
+)
+
+# What the catalogue says about a product, and its title's sentence embedding.
+item_profile = FeatureView(
+    name=s.ITEM_PROFILE,
+    entities=[item],
+    ttl=timedelta(days=3650),
+    schema=[
+        Field(name=s.CATEGORY, dtype=String, description="Catalogue category."),
+        Field(name=s.PRICE, dtype=Float64, description="List price."),
+        Field(name=s.LAUNCH_TS, dtype=Int64, description="Unix time of launch."),
+        Field(name=s.STOCK, dtype=Int64, description="Units in stock; null when unknown."),
+        Field(name=s.TITLE_EMBEDDING, dtype=Array(Float32), description="Sentence embedding of the title."),
+    ],
+    source=item_profile_source,
+)
+
+# When in the year a product sells: its share of units per ISO week.
+item_demand = FeatureView(
+    name=s.ITEM_DEMAND,
+    entities=[item],
+    ttl=TTL,
+    schema=[
+        Field(name=s.DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of units in ISO week w at index w-1."),
+        Field(name="total_sales", dtype=Int64, description="Units sold so far."),
+    ],
+    source=item_demand_source,
+)
+
+# Spatio-temporal popularity: is this product rising in this region right now?
+region_item_trends = FeatureView(
+    name=s.REGION_ITEM_TRENDS,
+    entities=[region, item],
+    ttl=timedelta(days=60),
+    schema=[
+        Field(name="sales_7d", dtype=Float64, description="Units sold in the region in the last 7 days."),
+        Field(name="sales_28d", dtype=Float64, description="Units sold in the region in the last 28 days."),
+        Field(name="trend_ratio", dtype=Float64, description="7-day daily rate over the 28-day daily rate."),
+    ],
+    source=region_item_trends_source,
+)
+
+# Candidate generation: the top in-season products for a region and ISO week.
+seasonal_pools = FeatureView(
+    name=s.SEASONAL_POOLS,
+    entities=[region, week],
+    ttl=TTL,
+    schema=[
+        Field(name=s.POOL_ITEM_IDS, dtype=Array(String), description="Item ids, best first."),
+        Field(name=s.POOL_SCORES, dtype=Array(Float32), description="Seasonal score of each item."),
+    ],
+    source=seasonal_pools_source,
+)

@@ -1,0 +1,139 @@
+"""The Feast feature store behind seasonrec: open it, apply, materialize, read.
+
+The committed `feature_repo/` is the single declaration of every Feast object.
+This module only points it at the paths and services of the typed config (via
+the environment variables its YAML files read) and wraps Feast's calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+from seasonrec import schema as s
+from seasonrec.config import Settings
+from seasonrec.errors import SeasonrecError
+
+log = logging.getLogger(__name__)
+
+PROFILE_FILES = {"embedded": "feature_store.yaml", "redis": "feature_store.redis.yaml"}
+USER_FEATURES = [f"{s.USER_STATS}:{f}" for f in s.USER_STATS_FEATURES] + [
+    f"{s.USER_HISTORY}:{f}" for f in s.USER_HISTORY_FEATURES
+]
+
+
+def feast_env(settings: Settings) -> dict[str, str]:
+    """The variables that `feature_repo/*.yaml` and `sources.py` read."""
+    return {
+        "SEASONREC_FEAST_PROJECT": settings.feast.project,
+        "SEASONREC_FEAST_DIR": str(settings.paths.feast),
+        "SEASONREC_FEATURES_DIR": str(settings.paths.features),
+        "SEASONREC_REDIS_CONNECTION": settings.feast.redis_connection,
+    }
+
+
+def repo_path(settings: Settings) -> Path:
+    return settings.paths.resolve(settings.feast.repo_path)
+
+
+@contextlib.contextmanager
+def _in_repo(settings: Settings) -> Iterator[Path]:
+    """Feast imports the repo's modules relative to the working directory; restore it after."""
+    repo = repo_path(settings)
+    before = os.getcwd()
+    sys.path.insert(0, str(repo))
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield repo
+    finally:
+        os.chdir(before)
+        sys.path.remove(str(repo))
+
+
+def open_store(settings: Settings):
+    """A `FeatureStore` for the configured profile (embedded SQLite or Redis)."""
+    from feast import FeatureStore
+
+    os.environ.update(feast_env(settings))
+    settings.paths.feast.mkdir(parents=True, exist_ok=True)
+    repo = repo_path(settings)
+    yaml_file = repo / PROFILE_FILES[settings.feast.profile]
+    if not yaml_file.is_file():
+        raise SeasonrecError(f"{yaml_file}: Feast profile file not found")
+    return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_file)
+
+
+def _require_tables(settings: Settings) -> None:
+    missing = [t for t in s.OFFLINE_TABLES if not (settings.paths.features / f"{t}.parquet").is_file()]
+    if missing:
+        raise SeasonrecError(
+            f"{settings.paths.features}: missing feature tables {', '.join(missing)}; run `seasonrec features build` first"
+        )
+
+
+def apply(settings: Settings) -> dict:
+    """Register every object in `feature_repo/` (and remove ones deleted from it)."""
+    from feast.repo_config import load_repo_config
+    from feast.repo_operations import apply_total
+
+    _require_tables(settings)
+    store = open_store(settings)
+    with _in_repo(settings) as repo:
+        config = load_repo_config(repo, repo / PROFILE_FILES[settings.feast.profile])
+        apply_total(config, repo, skip_source_validation=False)
+    project = settings.feast.project
+    return {
+        "project": project,
+        "profile": settings.feast.profile,
+        "feature_views": sorted(v.name for v in store.list_feature_views()),
+        "on_demand_feature_views": sorted(v.name for v in store.list_on_demand_feature_views()),
+        "feature_services": sorted(v.name for v in store.list_feature_services()),
+    }
+
+
+def materialize(settings: Settings, end: datetime | None = None) -> dict:
+    """Load the latest value per entity up to `end` (default: now) into the online store."""
+    store = open_store(settings)
+    end = end or datetime.now(timezone.utc)
+    start = datetime(settings.ingest.oldest.year, 1, 1, tzinfo=timezone.utc)
+    if not store.list_feature_views():
+        raise SeasonrecError("no feature views registered; run `seasonrec features apply` first")
+    with contextlib.redirect_stdout(sys.stderr):
+        store.materialize(start_date=start, end_date=end)
+    return {"profile": settings.feast.profile, "start": start.isoformat(), "end": end.isoformat()}
+
+
+def _records(result: dict[str, list]) -> list[dict]:
+    keys = list(result)
+    return [dict(zip(keys, row)) for row in zip(*result.values())]
+
+
+def online_features(
+    settings: Settings,
+    user_id: str,
+    item_ids: list[str] | None = None,
+    region: str | None = None,
+    at: datetime | None = None,
+    store=None,
+) -> dict:
+    """User features, and for each item the `ranker_v1` features for this user, place and time."""
+    store = store or open_store(settings)
+    user = _records(store.get_online_features(features=USER_FEATURES, entity_rows=[{s.USER_ID: user_id}]).to_dict())[0]
+    out: dict = {"user": user}
+    if item_ids:
+        region = region or user.get(s.HOME_REGION) or s.POOL_ALL_REGIONS
+        request_ts = int((at or datetime.now(timezone.utc)).timestamp())
+        rows = [{s.USER_ID: user_id, s.ITEM_ID: i, s.REGION: region, s.REQUEST_TS: request_ts} for i in item_ids]
+        service = store.get_feature_service(s.RANKER_SERVICE)
+        items = _records(store.get_online_features(features=service, entity_rows=rows).to_dict())
+        for row in items:
+            for key in (s.USER_ID, *s.USER_STATS_FEATURES, *s.USER_HISTORY_FEATURES, s.REQUEST_TS):
+                row.pop(key, None)
+        out["region"] = region
+        out["items"] = items
+    return out

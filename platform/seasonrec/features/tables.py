@@ -1,0 +1,199 @@
+"""Polars builders for the offline tables that `feature_repo/` declares.
+
+Each builder takes lazy canonical frames and returns a lazy table with the
+entity keys, `event_timestamp` (when the values became known) and the features.
+Timestamps are chosen so that a point-in-time join never sees the future:
+
+- per-user rows are daily snapshots stamped with the day's last event, so a
+  label strictly after that event sees it, and one before it sees the day before;
+- weekly rows are stamped at the end of their week;
+- item attributes are stamped a little before launch: the catalogue lists an
+  item before its first sale, and its title is what ranks it while it has none.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+from seasonrec import schema as s
+
+PURCHASE = pl.col(s.EVENT_TYPE) == "purchase"
+CATALOGUE_LEAD = timedelta(days=7)
+
+
+def _day(ts: pl.Expr) -> pl.Expr:
+    return ts.dt.truncate("1d")
+
+
+def _week_start(ts: pl.Expr) -> pl.Expr:
+    return ts.dt.truncate("1w")
+
+
+def user_stats(events: pl.LazyFrame) -> pl.LazyFrame:
+    """RFM-style running counts per user, one row per active day."""
+    daily = events.group_by(s.USER_ID, _day(pl.col(s.EVENT_TS)).alias("day")).agg(
+        (pl.col(s.EVENT_TYPE) == "view").sum().alias("views"),
+        (pl.col(s.EVENT_TYPE) == "cart").sum().alias("carts"),
+        PURCHASE.sum().alias("purchases"),
+        (pl.col(s.QUANTITY) * pl.col(s.PRICE)).filter(PURCHASE).sum().alias("spend"),
+        pl.col(s.EVENT_TS).filter(PURCHASE).max().alias("last_purchase"),
+        pl.col(s.EVENT_TS).max().alias(s.FEATURE_TS),
+        pl.col(s.REGION).mode().sort().first().alias("day_region"),
+    )
+    running = dict(partition_by=s.USER_ID, order_by="day")
+
+    def cum(col: str) -> pl.Expr:
+        return pl.col(col).cum_sum().over(**running)
+
+    return daily.select(
+        s.USER_ID,
+        s.FEATURE_TS,
+        cum("views").cast(pl.Int64).alias("n_views"),
+        cum("carts").cast(pl.Int64).alias("n_carts"),
+        cum("purchases").cast(pl.Int64).alias("n_purchases"),
+        (pl.col("purchases") > 0).cum_sum().over(**running).cast(pl.Int64).alias("purchase_days"),
+        cum("spend").cast(pl.Float64).alias("monetary"),
+        # Unix seconds; -1 until the first purchase. Recency is derived at request time.
+        pl.col("last_purchase").forward_fill().over(**running).dt.epoch("s").fill_null(-1).alias("last_purchase_ts"),
+        # Where the user shopped from most on their latest active day; shoppers rarely move.
+        pl.col("day_region").alias(s.HOME_REGION),
+    )
+
+
+def user_history(events: pl.LazyFrame, length: int) -> pl.LazyFrame:
+    """The last `length` item ids a user touched, with their Unix times, per active day.
+
+    Each event is assigned to the snapshots of the days among its next `length`
+    events, so memory grows with events x distinct days, not events x history.
+    """
+    ev = (
+        events.select(s.USER_ID, s.ITEM_ID, s.EVENT_TS)
+        .with_columns(pl.int_range(pl.len()).over(s.USER_ID, order_by=[s.EVENT_TS, s.ITEM_ID]).alias("idx"))
+        .with_columns(_day(pl.col(s.EVENT_TS)).alias("day"))
+    )
+    ahead = pl.concat_list(
+        [pl.col("day").shift(-k).over(s.USER_ID, order_by="idx") for k in range(length)]
+    ).list.drop_nulls().list.unique()
+    pairs = ev.with_columns(ahead.alias("snap_day")).explode("snap_day").filter(pl.col("snap_day") >= pl.col("day"))
+    return (
+        pairs.group_by(s.USER_ID, "snap_day")
+        .agg(
+            pl.col(s.ITEM_ID).sort_by("idx").tail(length).alias(s.HISTORY_ITEM_IDS),
+            pl.col(s.EVENT_TS).sort_by("idx").tail(length).dt.epoch("s").alias(s.HISTORY_TS),
+            pl.col(s.EVENT_TS).filter(pl.col("day") == pl.col("snap_day")).max().alias(s.FEATURE_TS),
+        )
+        .select(s.USER_ID, s.FEATURE_TS, s.HISTORY_ITEM_IDS, s.HISTORY_TS)
+    )
+
+
+def item_profile(items: pl.LazyFrame, embeddings: pl.DataFrame) -> pl.LazyFrame:
+    """Static item attributes plus the title embedding (joined by item id)."""
+    return items.join(embeddings.lazy(), on=s.ITEM_ID, how="left").select(
+        s.ITEM_ID,
+        (pl.col(s.LAUNCH_TS) - CATALOGUE_LEAD).alias(s.FEATURE_TS),
+        s.CATEGORY,
+        pl.col(s.PRICE).cast(pl.Float64),
+        pl.col(s.LAUNCH_TS).dt.epoch("s").alias(s.LAUNCH_TS),
+        pl.col(s.STOCK).cast(pl.Int64),
+        s.TITLE_EMBEDDING,
+    )
+
+
+def _purchases(events: pl.LazyFrame) -> pl.LazyFrame:
+    return events.filter(PURCHASE).select(s.USER_ID, s.ITEM_ID, s.REGION, s.EVENT_TS, s.QUANTITY)
+
+
+def item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Share of an item's units sold in each ISO week of the year, from all weeks so far."""
+    weekly = (
+        _purchases(events)
+        .group_by(s.ITEM_ID, _week_start(pl.col(s.EVENT_TS)).alias("week"))
+        .agg(pl.col(s.QUANTITY).sum().alias("units"))
+        .with_columns(pl.col("week").dt.week().alias("woy"))
+    )
+    by_week = [
+        pl.when(pl.col("woy") == w).then(pl.col("units")).otherwise(0).cum_sum().over(s.ITEM_ID, order_by="week")
+        for w in range(1, s.WEEKS_PER_YEAR + 1)
+    ]
+    total = pl.col("units").cum_sum().over(s.ITEM_ID, order_by="week")
+    return weekly.select(
+        s.ITEM_ID,
+        (pl.col("week") + timedelta(weeks=1)).alias(s.FEATURE_TS),
+        (pl.concat_list(by_week).cast(pl.List(pl.Float32)) / total.cast(pl.Float32)).alias(s.DEMAND_BY_WEEK),
+        total.cast(pl.Int64).alias("total_sales"),
+    )
+
+
+def region_item_trends(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Units sold in the last 7 and 28 days per region and item, and their ratio.
+
+    A row is written on each day a window sum changes: a sale day, and the days
+    a past sale leaves the 7- and 28-day windows, so stale values never linger.
+    """
+    daily = (
+        _purchases(events)
+        .group_by(s.REGION, s.ITEM_ID, _day(pl.col(s.EVENT_TS)).alias("day"))
+        .agg(pl.col(s.QUANTITY).sum().cast(pl.Float64).alias("units"))
+    )
+    exits = [
+        daily.select(s.REGION, s.ITEM_ID, (pl.col("day") + timedelta(days=d)).alias("day"), pl.lit(0.0).alias("units"))
+        for d in (7, 28)
+    ]
+    keys = [s.REGION, s.ITEM_ID]
+    grid = pl.concat([daily, *exits]).group_by(*keys, "day").agg(pl.col("units").sum()).sort(*keys, "day")
+
+    def window(days: int) -> pl.Expr:
+        return pl.col("units").rolling_sum_by("day", window_size=f"{days}d").over(keys)
+
+    return grid.select(
+        s.REGION,
+        s.ITEM_ID,
+        # A day's sales are known once the day is over.
+        (pl.col("day") + timedelta(days=1)).alias(s.FEATURE_TS),
+        window(7).alias("sales_7d"),
+        window(28).alias("sales_28d"),
+    ).with_columns(
+        ((pl.col("sales_7d") / 7.0) / (pl.col("sales_28d") / 28.0 + 1e-3)).alias("trend_ratio")
+    )
+
+
+def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, recent_weight: float) -> pl.LazyFrame:
+    """Top in-season items per region and target week, plus an all-regions pool.
+
+    An item's score for week W is its units in the same weeks a year earlier
+    (W-53..W-51) times `seasonal_weight`, plus its units in the four weeks before
+    W times `recent_weight`: last year's season, blended with what sells now.
+    """
+    weekly = (
+        _purchases(events)
+        .with_columns(_week_start(pl.col(s.EVENT_TS)).alias("week"))
+        .group_by(s.REGION, s.ITEM_ID, "week")
+        .agg(pl.col(s.QUANTITY).sum().cast(pl.Float64).alias("units"))
+    )
+    weekly = pl.concat([weekly, weekly.with_columns(pl.lit(s.POOL_ALL_REGIONS).alias(s.REGION))])
+    offsets = [(k, recent_weight) for k in range(1, 5)] + [(k, seasonal_weight) for k in (51, 52, 53)]
+    contributions = pl.concat(
+        [
+            weekly.select(
+                s.REGION, s.ITEM_ID, (pl.col("week") + timedelta(weeks=k)).alias("target"), (pl.col("units") * w).alias("score")
+            )
+            for k, w in offsets
+        ]
+    )
+    scored = contributions.group_by(s.REGION, "target", s.ITEM_ID).agg(pl.col("score").sum())
+    last_week = weekly.select(pl.col("week").max()).collect().item()
+    top = (
+        scored.filter(pl.col("target") <= last_week + timedelta(weeks=1))
+        .sort([s.REGION, "target", "score", s.ITEM_ID], descending=[False, False, True, False])
+        .group_by(s.REGION, "target", maintain_order=True)
+        .agg(pl.col(s.ITEM_ID).head(size).alias(s.POOL_ITEM_IDS), pl.col("score").head(size).cast(pl.Float32).alias(s.POOL_SCORES))
+    )
+    return top.select(
+        s.REGION,
+        pl.col("target").dt.week().cast(pl.Int64).alias(s.WEEK_OF_YEAR),
+        pl.col("target").alias(s.FEATURE_TS),
+        s.POOL_ITEM_IDS,
+        s.POOL_SCORES,
+    )
