@@ -137,3 +137,25 @@ def online_features(
         out["region"] = region
         out["items"] = items
     return out
+
+
+def candidate_pool(settings: Settings, region: str, at: datetime | None = None, store=None) -> list[str]:
+    """The `candidates_v1` pool for a region and the ISO week of `at`, falling back to all regions."""
+    store = store or open_store(settings)
+    week = (at or datetime.now(timezone.utc)).isocalendar().week
+    service = store.get_feature_service(s.CANDIDATES_SERVICE)
+    rows = [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)]
+    pools = store.get_online_features(features=service, entity_rows=rows).to_dict()[s.POOL_ITEM_IDS]
+    return next((pool for pool in pools if pool), [])
+
+
+def sample_users(settings: Settings, n: int) -> list[str]:
+    """The `n` users with the most purchases, read from the offline table (for demos)."""
+    import polars as pl
+
+    path = settings.paths.features / f"{s.USER_STATS}.parquet"
+    if not path.is_file():
+        raise SeasonrecError(f"{path}: not found; run `seasonrec features build` first")
+    latest = pl.scan_parquet(path).group_by(s.USER_ID).agg(pl.col("n_purchases").max())
+    top = latest.sort(["n_purchases", s.USER_ID], descending=[True, False]).head(n).collect()
+    return top[s.USER_ID].to_list()

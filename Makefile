@@ -1,0 +1,42 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+# Each sets itself up: it creates .venv and installs the project when needed.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SEASONREC := $(BIN)/seasonrec
+# The demo keeps its files apart from anything you generate by hand.
+export SEASONREC__PATHS__DATA_DIR ?= data/demo
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# Exactly this version: a CPU wheel of it is on the dev machines; any other pulls GBs of CUDA.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[all,dev]'
+	# nvidia-pytriton pins numpy<2 while Feast needs numpy>=2; only its tritonserver binary is used.
+	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
+	touch $@
+
+demo: install
+	$(SEASONREC) data generate
+	$(SEASONREC) data ingest --source canonical --input $(SEASONREC__PATHS__DATA_DIR)/raw
+	$(SEASONREC) features build
+	$(SEASONREC) features apply
+	$(SEASONREC) features materialize
+	$(SEASONREC) features online --sample 3 --items-from-pool 3
+
+test: install
+	@$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
+	exit $$rc
+
+lint: install
+	$(BIN)/ruff check platform tests feature_repo ray_jobs
+
+clean:
+	rm -rf data/demo .pytest_cache

@@ -1,0 +1,195 @@
+"""`seasonrec ...`: one subcommand per pipeline stage.
+
+Results go to stdout as JSON; logs and progress go to stderr. A user error is
+printed as one line starting with "error:" and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from seasonrec.config import Settings, load_settings
+from seasonrec.errors import SeasonrecError
+
+log = logging.getLogger("seasonrec")
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an ISO timestamp like 2024-12-01T00:00:00") from exc
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date like 2024-12-01") from exc
+
+
+def _print(result: object) -> None:
+    print(json.dumps(result, indent=2, default=str))
+
+
+# --- data -------------------------------------------------------------------
+def _data_ingest(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.data.ingest import ingest
+
+    summary = ingest(args.source, args.input, args.out or settings.paths.canonical, settings.ingest)
+    _print(summary)
+
+
+def _data_generate(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.data.generate import generate
+
+    overrides = {k: getattr(args, k) for k in ("users", "items", "start", "end", "seed") if getattr(args, k) is not None}
+    cfg = settings.generate.model_validate({**settings.generate.model_dump(), **overrides})
+    _print(generate(args.out or settings.paths.raw, cfg))
+
+
+# --- features -----------------------------------------------------------------
+def _features_build(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.features.build_features import build_features
+
+    _print(build_features(args.data or settings.paths.canonical, args.out or settings.paths.features, settings.features))
+
+
+def _features_apply(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.features.store import apply
+
+    _print(apply(settings))
+
+
+def _features_materialize(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.features.store import materialize
+
+    _print(materialize(settings, args.end))
+
+
+def _features_online(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec import schema as s
+    from seasonrec.features.store import candidate_pool, online_features, open_store, sample_users
+
+    if not args.user and not args.sample:
+        raise SeasonrecError("features online: give --user U or --sample N")
+    store = open_store(settings)
+    results = []
+    for user in [args.user] if args.user else sample_users(settings, args.sample):
+        items = [i for i in args.items.split(",") if i] if args.items else None
+        if items is None and args.items_from_pool:
+            home = online_features(settings, user, store=store)["user"].get(s.HOME_REGION)
+            items = candidate_pool(settings, args.region or home or s.POOL_ALL_REGIONS, args.at, store)[: args.items_from_pool]
+        result = online_features(settings, user, items, args.region, args.at, store=store)
+        if not args.with_embeddings:
+            for row in result.get("items", []):
+                vector = row.pop(s.TITLE_EMBEDDING, None)
+                row[f"{s.TITLE_EMBEDDING}_dim"] = len(vector) if vector else 0
+        results.append(result)
+    _print(results[0] if args.user else results)
+
+
+def _features_training_set(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.features.training_set import build_training_set
+
+    _print(build_training_set(settings, args.out, args.start, args.end, args.negatives, args.seed, args.limit))
+
+
+# --- bench --------------------------------------------------------------------
+def _bench(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec import bench
+
+    _print(bench.run(args.what, settings, args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seasonrec", description="Seasonal product recommendations.")
+    parser.add_argument("--config", type=Path, help="settings YAML (default: configs/local.yaml)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    groups = parser.add_subparsers(dest="group", required=True)
+
+    data = groups.add_parser("data", help="ingest or generate event data").add_subparsers(dest="command", required=True)
+    p = data.add_parser("ingest", help="validate a source log into canonical events and items")
+    p.add_argument("--source", required=True, choices=["canonical", "online-retail"])
+    p.add_argument("--input", required=True, type=Path, help="file or folder to read")
+    p.add_argument("--out", type=Path, help="output folder (default: <data_dir>/canonical)")
+    p.set_defaults(run=_data_ingest)
+    p = data.add_parser("generate", help="write a seeded synthetic seasonal shop")
+    p.add_argument("--out", type=Path, help="output folder (default: <data_dir>/raw)")
+    p.add_argument("--users", type=int)
+    p.add_argument("--items", type=int)
+    p.add_argument("--start", type=_day)
+    p.add_argument("--end", type=_day)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(run=_data_generate)
+
+    feats = groups.add_parser("features", help="build, register and serve features").add_subparsers(
+        dest="command", required=True
+    )
+    p = feats.add_parser("build", help="compute the offline feature tables")
+    p.add_argument("--data", type=Path, help="canonical data folder (default: <data_dir>/canonical)")
+    p.add_argument("--out", type=Path, help="feature tables folder (default: <data_dir>/features)")
+    p.set_defaults(run=_features_build)
+    feats.add_parser("apply", help="register feature_repo/ with Feast").set_defaults(run=_features_apply)
+    p = feats.add_parser("materialize", help="load the latest features into the online store")
+    p.add_argument("--end", type=_timestamp, help="materialize values known up to this time (default: now)")
+    p.set_defaults(run=_features_materialize)
+    p = feats.add_parser("online", help="print a user's online features, and ranker features for items")
+    p.add_argument("--user", help="user id")
+    p.add_argument("--sample", type=int, help="instead of --user: the N most active users")
+    p.add_argument("--items", help="comma-separated item ids")
+    p.add_argument("--items-from-pool", type=int, help="instead of --items: the top K of the user's seasonal pool")
+    p.add_argument("--region", help="request region (default: the user's home region)")
+    p.add_argument("--at", type=_timestamp, help="request time (default: now)")
+    p.add_argument("--with-embeddings", action="store_true", help="include title embeddings in full")
+    p.set_defaults(run=_features_online)
+    p = feats.add_parser("training-set", help="point-in-time-correct training table")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--start", type=_timestamp)
+    p.add_argument("--end", type=_timestamp)
+    p.add_argument("--negatives", type=int, default=4, help="sampled negatives per purchase")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, help="sample at most this many purchases")
+    p.set_defaults(run=_features_training_set)
+
+    p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
+    p.add_argument("what", choices=["ingest", "features", "online"])
+    p.add_argument("--input", type=Path, help="ingest: the Online Retail file")
+    p.add_argument("--events", type=int, default=1_000_000, help="features: synthetic events to aim for")
+    p.add_argument("--items", type=int, default=200, help="online: items per request")
+    p.add_argument("--requests", type=int, default=300, help="online: timed requests per store")
+    p.add_argument("--no-record", action="store_true", help="print only; do not touch docs/benchmarks.md")
+    p.set_defaults(run=_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        settings = load_settings(args.config)
+        args.run(args, settings)
+    except SeasonrecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
