@@ -46,6 +46,10 @@ def _in_repo(settings: Settings) -> Iterator[Path]:
     """Feast imports the repo's modules relative to the working directory; restore it after."""
     repo = repo_path(settings)
     before = os.getcwd()
+    # The repo's modules read their paths at import; a second apply must import them afresh.
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", "") or "").startswith(str(repo)):
+            del sys.modules[name]
     sys.path.insert(0, str(repo))
     try:
         with contextlib.redirect_stdout(sys.stderr):

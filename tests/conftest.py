@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny seeded data and settings pointed at a temporary folder."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from seasonrec.config import FeastConfig, FeaturesConfig, GenerateConfig, PathsConfig, Settings
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+ONLINE_RETAIL = SHARED / "data" / "online_retail_ii" / "online_retail_II_2009_2010.parquet"
+
+
+def make_settings(root: Path, profile: str = "embedded", project: str = "seasonrec", encoder: str = "hashing") -> Settings:
+    return Settings(
+        paths=PathsConfig(data_dir=root),
+        generate=GenerateConfig(users=600, items=80, start=date(2023, 1, 1), end=date(2024, 6, 30), seed=11),
+        features=FeaturesConfig(title_encoder=encoder, embedding_dim=384, history_length=10, pool_size=20),
+        feast=FeastConfig(profile=profile, project=project),
+    )
+
+
+@pytest.fixture(scope="session")
+def settings_for():
+    """`settings_for(root, profile=..., project=...)`: test settings rooted at a folder."""
+    return make_settings
+
+
+@pytest.fixture(scope="session")
+def tiny_shop(tmp_path_factory) -> Settings:
+    """Generated, ingested and feature-built once per session (no Feast yet)."""
+    from seasonrec.data.generate import generate
+    from seasonrec.data.ingest import ingest
+    from seasonrec.features.build_features import build_features
+
+    settings = make_settings(tmp_path_factory.mktemp("shop"))
+    generate(settings.paths.raw, settings.generate)
+    ingest("canonical", settings.paths.raw, settings.paths.canonical, settings.ingest)
+    build_features(settings.paths.canonical, settings.paths.features, settings.features)
+    return settings

@@ -1,0 +1,47 @@
+"""Real Feast stores over the tiny shop: SQLite on disk, and the machine's Redis."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+
+import pytest
+
+from seasonrec.config import Settings
+from seasonrec.features import store as feast_store
+
+
+def redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _applied(tiny_shop: Settings, tmp_path_factory, profile: str) -> Settings:
+    root = tmp_path_factory.mktemp(f"feast-{profile}")
+    shutil.copytree(tiny_shop.paths.root, root, dirs_exist_ok=True)
+    shutil.rmtree(root / "feast", ignore_errors=True)
+    # A fresh project name keeps test keys apart from anything else in the shared Redis.
+    project = f"seasonrec_test_{uuid.uuid4().hex[:10]}"
+    settings = tiny_shop.model_copy(
+        update={
+            "paths": tiny_shop.paths.model_copy(update={"data_dir": root}),
+            "feast": tiny_shop.feast.model_copy(update={"profile": profile, "project": project}),
+        }
+    )
+    feast_store.apply(settings)
+    feast_store.materialize(settings)
+    return settings
+
+
+@pytest.fixture(scope="session", params=["embedded", "redis"])
+def feast_settings(request, tiny_shop, tmp_path_factory):
+    """Applied and materialized stores, once per profile; Redis keys are removed afterwards."""
+    if request.param == "redis" and not redis_up():
+        pytest.skip("Redis is not listening on 127.0.0.1:6379 (start it as described in README.md)")
+    settings = _applied(tiny_shop, tmp_path_factory, request.param)
+    yield settings
+    feast_store.open_store(settings).teardown()
