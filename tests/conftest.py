@@ -23,6 +23,14 @@ def make_settings(root: Path, profile: str = "embedded", project: str = "seasonr
 
 
 @pytest.fixture(scope="session")
+def online_retail_file() -> Path:
+    """The real Online Retail II file from ../shared; skips when a clone has no ../shared."""
+    if not ONLINE_RETAIL.is_file():
+        pytest.skip(f"{ONLINE_RETAIL} is absent: ../shared holds the real dataset on the project's machines only")
+    return ONLINE_RETAIL
+
+
+@pytest.fixture(scope="session")
 def settings_for():
     """`settings_for(root, profile=..., project=...)`: test settings rooted at a folder."""
     return make_settings

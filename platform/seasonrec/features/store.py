@@ -144,13 +144,17 @@ def online_features(
 
 
 def candidate_pool(settings: Settings, region: str, at: datetime | None = None, store=None) -> list[str]:
-    """The `candidates_v1` pool for a region and the ISO week of `at`, falling back to all regions."""
+    """The `candidates_v1` pool for a region and the ISO week of `at`, topped up from all regions.
+
+    A small region's pool can be short; the all-regions pool fills it up to the same size.
+    """
     store = store or open_store(settings)
     week = (at or datetime.now(timezone.utc)).isocalendar().week
     service = store.get_feature_service(s.CANDIDATES_SERVICE)
     rows = [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)]
-    pools = store.get_online_features(features=service, entity_rows=rows).to_dict()[s.POOL_ITEM_IDS]
-    return next((pool for pool in pools if pool), [])
+    local, everywhere = (p or [] for p in store.get_online_features(features=service, entity_rows=rows).to_dict()[s.POOL_ITEM_IDS])
+    merged = list(dict.fromkeys(local + everywhere))
+    return merged[: max(settings.features.pool_size, len(local))]
 
 
 def sample_users(settings: Settings, n: int) -> list[str]:

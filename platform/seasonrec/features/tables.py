@@ -165,6 +165,7 @@ def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, rece
     An item's score for week W is its units in the same weeks a year earlier
     (W-53..W-51) times `seasonal_weight`, plus its units in the four weeks before
     W times `recent_weight`: last year's season, blended with what sells now.
+    Pools are written for every week of the data and for the 52 weeks after it.
     """
     weekly = (
         _purchases(events)
@@ -183,9 +184,10 @@ def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, rece
         ]
     )
     scored = contributions.group_by(s.REGION, "target", s.ITEM_ID).agg(pl.col("score").sum())
-    last_week = weekly.select(pl.col("week").max()).collect().item()
+    # Pools for the coming year are known as soon as the data ends: they rest on last year's season.
+    known_from = weekly.select(pl.col("week").max()).collect().item() + timedelta(weeks=1)
     top = (
-        scored.filter(pl.col("target") <= last_week + timedelta(weeks=1))
+        scored.filter(pl.col("target") < known_from + timedelta(weeks=52))
         .sort([s.REGION, "target", "score", s.ITEM_ID], descending=[False, False, True, False])
         .group_by(s.REGION, "target", maintain_order=True)
         .agg(pl.col(s.ITEM_ID).head(size).alias(s.POOL_ITEM_IDS), pl.col("score").head(size).cast(pl.Float32).alias(s.POOL_SCORES))
@@ -193,7 +195,8 @@ def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, rece
     return top.select(
         s.REGION,
         pl.col("target").dt.week().cast(pl.Int64).alias(s.WEEK_OF_YEAR),
-        pl.col("target").alias(s.FEATURE_TS),
+        # A week's pool uses only earlier weeks, so it is known at the week's start, or when the data ends.
+        pl.min_horizontal(pl.col("target"), pl.lit(known_from)).alias(s.FEATURE_TS),
         s.POOL_ITEM_IDS,
         s.POOL_SCORES,
     )

@@ -1,5 +1,5 @@
 import json
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
@@ -92,7 +92,7 @@ def test_accepted_events_are_typed_canonical_rows(tmp_path):
     assert events.row(1, named=True) == {
         s.USER_ID: "U2",
         s.ITEM_ID: "I2",
-        s.EVENT_TS: datetime(2024, 1, 3, 8, 30, tzinfo=timezone.utc),
+        s.EVENT_TS: datetime(2024, 1, 3, 8, 30, tzinfo=UTC),
         s.EVENT_TYPE: "purchase",
         s.QUANTITY: 2,
         s.PRICE: 3.5,
@@ -143,7 +143,11 @@ def test_missing_column_is_a_file_level_error_naming_file_and_column(tmp_path, m
 
 
 def test_missing_items_column_names_items_file(tmp_path):
-    folder = _write_canonical(tmp_path / "in", [GOOD_EVENT], ITEMS_CSV.replace("category,", "").replace("outdoor,", "").replace("kitchen,", ""))
+    folder = _write_canonical(
+        tmp_path / "in",
+        [GOOD_EVENT],
+        ITEMS_CSV.replace("category,", "").replace("outdoor,", "").replace("kitchen,", ""),
+    )
     with pytest.raises(InputError) as excinfo:
         ingest("canonical", folder, tmp_path / "out", CFG)
     assert "items.csv" in str(excinfo.value)
@@ -197,15 +201,21 @@ def test_parquet_zoned_timestamps_are_stored_in_utc(tmp_path):
     ingest("canonical", folder, tmp_path / "out", CFG)
     out = pl.read_parquet(tmp_path / "out" / "events.parquet").sort(s.EVENT_TS)
     assert out[s.EVENT_TS].to_list() == [
-        datetime(2024, 7, 1, 10, tzinfo=timezone.utc),
-        datetime(2024, 7, 2, 10, tzinfo=timezone.utc),
+        datetime(2024, 7, 1, 10, tzinfo=UTC),
+        datetime(2024, 7, 2, 10, tzinfo=UTC),
     ]
 
 
 def test_parquet_numeric_ids_are_accepted_as_text(tmp_path):
     items = pl.DataFrame(
-        {s.ITEM_ID: [1], s.TITLE: ["Mug"], s.CATEGORY: ["kitchen"], s.PRICE: [2.0],
-         s.LAUNCH_TS: [datetime(2023, 1, 1)], s.STOCK: [None]},
+        {
+            s.ITEM_ID: [1],
+            s.TITLE: ["Mug"],
+            s.CATEGORY: ["kitchen"],
+            s.PRICE: [2.0],
+            s.LAUNCH_TS: [datetime(2023, 1, 1)],
+            s.STOCK: [None],
+        },
         schema_overrides={s.STOCK: pl.Int64},
     )
     folder = tmp_path / "in"

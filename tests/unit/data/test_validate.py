@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -114,8 +114,8 @@ def test_text_numbers_become_numbers_and_bad_cells_become_null():
 
 
 def test_text_timestamps_are_utc_and_naive_datetimes_are_taken_as_utc():
-    assert _cast(["2024-03-01 10:00:00"], "datetime") == [datetime(2024, 3, 1, 10, tzinfo=timezone.utc)]
-    assert _cast([datetime(2024, 3, 1, 10)], "datetime") == [datetime(2024, 3, 1, 10, tzinfo=timezone.utc)]
+    assert _cast(["2024-03-01 10:00:00"], "datetime") == [datetime(2024, 3, 1, 10, tzinfo=UTC)]
+    assert _cast([datetime(2024, 3, 1, 10)], "datetime") == [datetime(2024, 3, 1, 10, tzinfo=UTC)]
 
 
 def test_zoned_datetimes_are_converted_to_utc():
@@ -123,7 +123,7 @@ def test_zoned_datetimes_are_converted_to_utc():
         pl.col("v").dt.replace_time_zone("Europe/Berlin")
     )
     out = frame.select(typed_column(None, "v", "datetime", frame.schema["v"]))["v"].to_list()
-    assert out == [datetime(2024, 7, 1, 10, tzinfo=timezone.utc)]
+    assert out == [datetime(2024, 7, 1, 10, tzinfo=UTC)]
 
 
 def test_split_rows_puts_every_row_in_exactly_one_output_with_first_reason():

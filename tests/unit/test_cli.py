@@ -1,0 +1,279 @@
+import json
+import os
+
+import polars as pl
+import pytest
+
+from seasonrec.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    for key in list(os.environ):
+        if key.startswith("SEASONREC__"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "settings.yaml"
+    path.write_text(f"paths:\n  data_dir: {tmp_path / 'data'}\n")
+    return path
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _assert_one_line_error(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:")
+    assert "Traceback" not in err
+
+
+def _generate(capsys, config, out):
+    return _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "generate",
+        "--out",
+        out,
+        "--users",
+        40,
+        "--items",
+        15,
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-03-31",
+        "--seed",
+        2,
+    )
+
+
+def test_generate_then_ingest_prints_json_summaries(tmp_path, capsys, config):
+    code, out, _ = _generate(capsys, config, tmp_path / "raw")
+    assert code == 0
+    generated = json.loads(out)
+    assert generated["users"] == 40
+    assert generated["items"] == 15
+    assert generated["events"] > 0
+
+    code, out, _ = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "ingest",
+        "--source",
+        "canonical",
+        "--input",
+        tmp_path / "raw",
+        "--out",
+        tmp_path / "canonical",
+    )
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["rows_in"] == generated["events"] == summary["rows_accepted"]
+    assert pl.read_parquet(tmp_path / "canonical" / "events.parquet").height == generated["events"]
+
+
+def test_generate_defaults_to_the_configured_data_dir(tmp_path, capsys, config):
+    code, out, _ = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "generate",
+        "--users",
+        10,
+        "--items",
+        5,
+        "--start",
+        "2024-01-01",
+        "--end",
+        "2024-01-31",
+    )
+    assert code == 0
+    assert (tmp_path / "data" / "raw" / "items.parquet").is_file()
+    assert json.loads(out)["items"] == 5
+
+
+def test_ingest_online_retail(tmp_path, capsys, config):
+    path = tmp_path / "retail.csv"
+    path.write_text(
+        "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
+        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+        "C536379,85123A,WHITE HANGING HEART T-LIGHT HOLDER,-1,2010-12-01 09:41:00,2.55,17850,United Kingdom\n"
+    )
+    code, out, _ = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "ingest",
+        "--source",
+        "online-retail",
+        "--input",
+        path,
+        "--out",
+        tmp_path / "out",
+    )
+    assert code == 0
+    assert json.loads(out) == {"rows_in": 2, "rows_accepted": 1, "rows_rejected": {"cancellation": 1}}
+
+
+def test_missing_input_is_one_error_line(tmp_path, capsys, config):
+    code, out, err = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "ingest",
+        "--source",
+        "canonical",
+        "--input",
+        tmp_path / "nowhere" / "events.csv",
+        "--out",
+        tmp_path / "out",
+    )
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+
+
+def test_missing_column_error_names_file_and_column(tmp_path, capsys, config):
+    path = tmp_path / "retail.csv"
+    path.write_text("Invoice,StockCode\n536365,85123A\n")
+    code, _, err = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "ingest",
+        "--source",
+        "online-retail",
+        "--input",
+        path,
+        "--out",
+        tmp_path / "out",
+    )
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "retail.csv" in err
+    assert "'Description'" in err
+
+
+def test_empty_input_file_is_one_error_line(tmp_path, capsys, config):
+    path = tmp_path / "retail.csv"
+    path.write_text("")
+    code, _, err = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "ingest",
+        "--source",
+        "online-retail",
+        "--input",
+        path,
+        "--out",
+        tmp_path / "out",
+    )
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "empty" in err
+
+
+def test_all_rows_rejected_is_one_error_line(tmp_path, capsys, config):
+    path = tmp_path / "retail.csv"
+    path.write_text(
+        "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
+        "C536379,85123A,HOLDER,-1,2010-12-01 09:41:00,2.55,17850,United Kingdom\n"
+    )
+    code, _, err = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "ingest",
+        "--source",
+        "online-retail",
+        "--input",
+        path,
+        "--out",
+        tmp_path / "out",
+    )
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "cancellation" in err
+
+
+def test_end_before_start_is_one_error_line(tmp_path, capsys, config):
+    code, out, err = _run(
+        capsys,
+        "--config",
+        config,
+        "data",
+        "generate",
+        "--out",
+        tmp_path / "raw",
+        "--users",
+        10,
+        "--items",
+        5,
+        "--start",
+        "2024-05-01",
+        "--end",
+        "2024-01-01",
+    )
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+
+
+def test_invalid_generate_option_is_one_error_line(tmp_path, capsys, config):
+    code, out, err = _run(capsys, "--config", config, "data", "generate", "--out", tmp_path / "raw", "--users", 0)
+    assert code != 0
+    assert out == ""
+    _assert_one_line_error(err)
+    assert not (tmp_path / "raw").exists()
+
+
+def test_unknown_config_key_is_one_error_line(tmp_path, capsys):
+    path = tmp_path / "settings.yaml"
+    path.write_text("paths:\n  data_dri: x\n")
+    code, _, err = _run(capsys, "--config", path, "data", "generate", "--out", tmp_path / "raw")
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "paths.data_dri" in err
+
+
+def test_bad_environment_override_is_one_error_line(tmp_path, capsys, config, monkeypatch):
+    monkeypatch.setenv("SEASONREC__FEAST__PROFILE", "mongo")
+    code, _, err = _run(capsys, "--config", config, "data", "generate", "--out", tmp_path / "raw")
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "feast.profile" in err
+    assert not (tmp_path / "raw").exists()
+
+
+def test_missing_config_file_is_one_error_line(tmp_path, capsys):
+    code, _, err = _run(capsys, "--config", tmp_path / "absent.yaml", "data", "generate", "--out", tmp_path / "raw")
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "absent.yaml" in err
+
+
+def test_malformed_date_option_is_a_usage_error(tmp_path, capsys, config):
+    with pytest.raises(SystemExit) as excinfo:
+        main(["--config", str(config), "data", "generate", "--start", "01/05/2024"])
+    assert excinfo.value.code == 2
+    err = capsys.readouterr().err
+    assert "01/05/2024" in err
+    assert "Traceback" not in err
