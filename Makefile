@@ -31,6 +31,7 @@ demo: install
 	$(SEASONREC) features online --sample 3 --items-from-pool 3
 
 test: install
+	$(BIN)/ruff check platform tests feature_repo ray_jobs
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
 	exit $$rc

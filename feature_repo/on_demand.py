@@ -3,10 +3,10 @@
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Array, Float64, Int64
-from sources import request_context
-from views import item_demand, item_profile, user_history
 
 from seasonrec import schema as s
+from sources import request_context
+from views import item_demand, item_profile, user_history
 
 
 # Where in the year and in the holiday calendar a request falls, for this item and user.

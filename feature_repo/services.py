@@ -1,10 +1,10 @@
 """Feature services: versioned bundles that models and the serving graph ask for by name."""
 
 from feast import FeatureService
-from on_demand import seasonal_context
-from views import item_demand, item_profile, region_item_trends, seasonal_pools, user_history, user_stats
 
+from on_demand import seasonal_context
 from seasonrec import schema as s
+from views import item_demand, item_profile, region_item_trends, seasonal_pools, user_history, user_stats
 
 # Everything the ranker scores a (user, item) pair with at a moment in a region.
 ranker_v1 = FeatureService(

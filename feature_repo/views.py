@@ -2,9 +2,11 @@
 
 from datetime import timedelta
 
-from entities import item, region, user, week
 from feast import FeatureView, Field
 from feast.types import Array, Float32, Float64, Int64, String
+
+from entities import item, region, user, week
+from seasonrec import schema as s
 from sources import (
     item_demand_source,
     item_profile_source,
@@ -13,8 +15,6 @@ from sources import (
     user_events_push,
     user_stats_source,
 )
-
-from seasonrec import schema as s
 
 # Long enough that last year's season is still served; stale rows are replaced, not expired.
 TTL = timedelta(days=400)

@@ -13,7 +13,9 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 ONLINE_RETAIL = SHARED / "data" / "online_retail_ii" / "online_retail_II_2009_2010.parquet"
 
 
-def make_settings(root: Path, profile: str = "embedded", project: str = "seasonrec", encoder: str = "hashing") -> Settings:
+def make_settings(
+    root: Path, profile: str = "embedded", project: str = "seasonrec", encoder: str = "hashing"
+) -> Settings:
     return Settings(
         paths=PathsConfig(data_dir=root),
         generate=GenerateConfig(users=600, items=80, start=date(2023, 1, 1), end=date(2024, 6, 30), seed=11),

@@ -10,8 +10,10 @@ import argparse
 import json
 import logging
 import sys
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from seasonrec.config import Settings, load_settings
 from seasonrec.errors import SeasonrecError
@@ -24,7 +26,7 @@ def _timestamp(text: str) -> datetime:
         when = datetime.fromisoformat(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"'{text}' is not an ISO timestamp like 2024-12-01T00:00:00") from exc
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _day(text: str) -> date:
@@ -49,8 +51,14 @@ def _data_ingest(args: argparse.Namespace, settings: Settings) -> None:
 def _data_generate(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.data.generate import generate
 
-    overrides = {k: getattr(args, k) for k in ("users", "items", "start", "end", "seed") if getattr(args, k) is not None}
-    cfg = settings.generate.model_validate({**settings.generate.model_dump(), **overrides})
+    overrides = {
+        k: getattr(args, k) for k in ("users", "items", "start", "end", "seed") if getattr(args, k) is not None
+    }
+    try:
+        cfg = settings.generate.model_validate({**settings.generate.model_dump(), **overrides})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SeasonrecError(f"--{first['loc'][0]}: {first['msg']}") from exc
     _print(generate(args.out or settings.paths.raw, cfg))
 
 
@@ -58,7 +66,9 @@ def _data_generate(args: argparse.Namespace, settings: Settings) -> None:
 def _features_build(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.features.build_features import build_features
 
-    _print(build_features(args.data or settings.paths.canonical, args.out or settings.paths.features, settings.features))
+    _print(
+        build_features(args.data or settings.paths.canonical, args.out or settings.paths.features, settings.features)
+    )
 
 
 def _features_apply(args: argparse.Namespace, settings: Settings) -> None:
@@ -85,7 +95,9 @@ def _features_online(args: argparse.Namespace, settings: Settings) -> None:
         items = [i for i in args.items.split(",") if i] if args.items else None
         if items is None and args.items_from_pool:
             home = online_features(settings, user, store=store)["user"].get(s.HOME_REGION)
-            items = candidate_pool(settings, args.region or home or s.POOL_ALL_REGIONS, args.at, store)[: args.items_from_pool]
+            items = candidate_pool(settings, args.region or home or s.POOL_ALL_REGIONS, args.at, store)[
+                : args.items_from_pool
+            ]
         result = online_features(settings, user, items, args.region, args.at, store=store)
         if not args.with_embeddings:
             for row in result.get("items", []):

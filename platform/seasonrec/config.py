@@ -133,10 +133,13 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         raise SeasonrecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(raw, dict):
         raise SeasonrecError(f"{path}: top level must be a mapping")
-    merged = _merge(raw, _env_overrides(dict(os.environ if environ is None else environ)))
+    env = dict(os.environ if environ is None else environ)
+    merged = _merge(raw, _env_overrides(env))
     try:
         return Settings.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise SeasonrecError(f"{path}: {where}: {first['msg']}") from exc
+        variable = ENV_PREFIX + "__".join(str(p) for p in first["loc"]).upper()
+        source = f"environment variable {variable}" if variable in env else str(path)
+        raise SeasonrecError(f"{source}: {where}: {first['msg']}") from exc

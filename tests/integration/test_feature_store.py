@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pandas as pd
 import polars as pl
@@ -15,7 +15,7 @@ from seasonrec.features import store as feast_store
 
 pytestmark = pytest.mark.integration
 
-AT = datetime(2024, 12, 2, 12, 0, tzinfo=timezone.utc)
+AT = datetime(2024, 12, 2, 12, 0, tzinfo=UTC)
 
 
 def _latest(settings, table: str, key: str, value: str) -> dict:
@@ -75,7 +75,7 @@ def test_unknown_user_gets_empty_features_not_an_error(feast_settings):
 def test_pushed_event_updates_online_history_at_once(feast_settings):
     user = _active_user(feast_settings)
     before = feast_store.online_features(feast_settings, user)["user"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     history = (before[s.HISTORY_ITEM_IDS] + ["PUSHED-ITEM"])[-feast_settings.features.history_length :]
     times = (before[s.HISTORY_TS] + [int(now.timestamp())])[-feast_settings.features.history_length :]
     fs = feast_store.open_store(feast_settings)

@@ -52,7 +52,7 @@ def test_christmas_items_climb_in_autumn_and_features_build(retail):
         .group_by(pl.col(s.EVENT_TS).dt.month().alias("month"))
         .agg((pl.col(s.CATEGORY) == "christmas").mean().alias("share"))
     )
-    share = dict(zip(monthly["month"].to_list(), monthly["share"].to_list()))
+    share = dict(zip(monthly["month"].to_list(), monthly["share"].to_list(), strict=True))
     assert share[10] > 5 * share[4]
     manifest = build_features(settings.paths.canonical, settings.paths.features, settings.features)
     assert all(n > 0 for n in manifest["rows"].values())

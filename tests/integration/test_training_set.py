@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def _write_shop(folder):
@@ -42,7 +42,9 @@ def _write_shop(folder):
         ("U2", "D", utc(2024, 1, 15, 9), "view", 1, 40.0),
         ("U2", "D", utc(2024, 1, 25, 9), "purchase", 1, 40.0),
     ]
-    events = pl.DataFrame(rows, schema=[s.USER_ID, s.ITEM_ID, s.EVENT_TS, s.EVENT_TYPE, s.QUANTITY, s.PRICE], orient="row")
+    events = pl.DataFrame(
+        rows, schema=[s.USER_ID, s.ITEM_ID, s.EVENT_TS, s.EVENT_TYPE, s.QUANTITY, s.PRICE], orient="row"
+    )
     events.with_columns(pl.lit("GB").alias(s.REGION)).write_parquet(folder / "events.parquet")
     items.write_parquet(folder / "items.parquet")
 

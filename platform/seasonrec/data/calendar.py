@@ -91,6 +91,7 @@ def _holiday_days(region: str, year: int) -> tuple[date, ...]:
     return tuple(sorted(public | {e.day for e in retail_events(region, year)}))
 
 
+@lru_cache(maxsize=65536)
 def days_to_next_holiday(region: str, day: date) -> int:
     """Days from `day` to the next public holiday or retail event in `region` (0 on the day)."""
     days = _holiday_days(region, day.year) + _holiday_days(region, day.year + 1)

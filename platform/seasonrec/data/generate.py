@@ -14,7 +14,7 @@ same bytes.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +66,7 @@ def _items(cfg: GenerateConfig, rng: np.random.Generator, days: np.ndarray) -> p
     themes = rng.choice(len(theme_names), size=cfg.items, p=shares / shares.sum())
     categories = list(CATEGORIES)
     rows = []
-    start = datetime.combine(cfg.start, datetime.min.time(), tzinfo=timezone.utc)
+    start = datetime.combine(cfg.start, datetime.min.time(), tzinfo=UTC)
     for i, t in enumerate(themes):
         theme = theme_names[t]
         _, words, favoured = THEMES[theme]
@@ -127,7 +127,7 @@ def _demand(items: pl.DataFrame, days: np.ndarray, regions: list[str]) -> np.nda
             out[r][:, mask] = curve[:, None]
         out[r][:, themes == "evergreen"] = 1.0
         out[r] *= base[None, :]
-        out[r] *= (launch_day[None, :] <= days[:, None])
+        out[r] *= launch_day[None, :] <= days[:, None]
     return out
 
 
@@ -137,15 +137,24 @@ def _traffic(days: np.ndarray, regions: list[str]) -> np.ndarray:
     for region in regions:
         busy = 1.0 + 1.5 * theme_intensity("christmas", region, days) + theme_intensity("black_friday", region, days)
         if region == "CN":
-            busy += 1.5 * theme_intensity("singles_day", region, days) + theme_intensity("spring_festival", region, days)
+            busy += 1.5 * theme_intensity("singles_day", region, days) + theme_intensity(
+                "spring_festival", region, days
+            )
         cdf = np.cumsum(busy)
         cdfs.append(cdf / cdf[-1])
     return np.stack(cdfs)
 
 
 def _chunk(
-    chunk: int, n_users: int, first_user: int, cfg: GenerateConfig, items: pl.DataFrame, demand: np.ndarray,
-    traffic: np.ndarray, days: np.ndarray, regions: list[str],
+    chunk: int,
+    n_users: int,
+    first_user: int,
+    cfg: GenerateConfig,
+    items: pl.DataFrame,
+    demand: np.ndarray,
+    traffic: np.ndarray,
+    days: np.ndarray,
+    regions: list[str],
 ) -> pl.DataFrame:
     rng = np.random.default_rng([cfg.seed, chunk])
     n_cats = len(CATEGORIES)
@@ -197,7 +206,9 @@ def _chunk(
 
     carted = rng.random(n_sessions) < np.where(is_repeat, 0.6, 0.35)
     bought = carted & (rng.random(n_sessions) < np.where(is_repeat, 0.7, 0.5))
-    session_start = days[day_idx].astype("datetime64[s]") + rng.integers(7 * 3600, 23 * 3600, n_sessions).astype("timedelta64[s]")
+    session_start = days[day_idx].astype("datetime64[s]") + rng.integers(7 * 3600, 23 * 3600, n_sessions).astype(
+        "timedelta64[s]"
+    )
 
     parts = [
         (np.arange(n_sessions), target, "view", 0),
@@ -205,7 +216,9 @@ def _chunk(
         (np.flatnonzero(bought), target[bought], "purchase", 300),
     ]
     extra_session_all = np.concatenate(extra_session) if extra_session else np.empty(0, dtype=np.int64)
-    parts.append((extra_session_all, np.concatenate(extra_items) if extra_items else np.empty(0, dtype=np.int64), "view", 60))
+    parts.append(
+        (extra_session_all, np.concatenate(extra_items) if extra_items else np.empty(0, dtype=np.int64), "view", 60)
+    )
     frames = []
     for sess, item, kind, offset_s in parts:
         jitter = rng.integers(0, 60, len(sess)).astype("timedelta64[s]")
@@ -259,7 +272,12 @@ def generate(out_dir: Path | str, cfg: GenerateConfig) -> dict:
         events = _chunk(chunk, n, first, cfg, items, demand, traffic, days, regions)
         events.write_parquet(events_dir / f"part-{chunk:05d}.parquet")
         n_events += events.height
-    summary = {"users": cfg.users, "items": items.height, "events": n_events, "start": str(cfg.start), "end": str(cfg.end)}
+    summary = {
+        "users": cfg.users,
+        "items": items.height,
+        "events": n_events,
+        "start": str(cfg.start),
+        "end": str(cfg.end),
+    }
     log.info("generated %s", summary)
     return summary
-

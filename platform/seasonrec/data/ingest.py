@@ -18,7 +18,7 @@ from seasonrec import schema as s
 from seasonrec.config import IngestConfig
 from seasonrec.data import online_retail
 from seasonrec.data.validate import Check, canonical_checks, find_table, scan_table, split_rows, staged, time_bounds
-from seasonrec.errors import SeasonrecError
+from seasonrec.errors import InputError, SeasonrecError
 
 log = logging.getLogger(__name__)
 
@@ -38,22 +38,26 @@ def _summary(rows_in: int, accepted: pl.DataFrame, rejected: pl.DataFrame, where
     summary = {
         "rows_in": rows_in,
         "rows_accepted": accepted.height,
-        "rows_rejected": dict(zip(counts[s.REASON].to_list(), counts["len"].to_list())),
+        "rows_rejected": dict(zip(counts[s.REASON].to_list(), counts["len"].to_list(), strict=True)),
     }
     if summary["rows_in"] != summary["rows_accepted"] + sum(summary["rows_rejected"].values()):
         raise SeasonrecError(f"{where}: row accounting does not balance: {summary}")
     return summary
 
 
-def _split(lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check], where: Path) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+def _split(
+    lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check], where: Path
+) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
     rows_in = lf.select(pl.len()).collect().item()
     accepted, rejected = split_rows(lf, typed, checks)
     accepted_df, rejected_df = pl.collect_all([accepted, rejected], engine="streaming")
     return accepted_df, rejected_df, _summary(rows_in, accepted_df, rejected_df, where)
 
 
-def _ingest_canonical(input_path: Path, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
-    folder = input_path if input_path.is_dir() and not input_path.name == s.EVENTS_TABLE else input_path.parent
+def _ingest_canonical(
+    input_path: Path, cfg: IngestConfig
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+    folder = input_path if input_path.is_dir() and input_path.name != s.EVENTS_TABLE else input_path.parent
     events_path = find_table(folder, s.EVENTS_TABLE) if input_path == folder else input_path
     items_path = find_table(folder, s.ITEMS_TABLE)
 
@@ -70,7 +74,9 @@ def _ingest_canonical(input_path: Path, cfg: IngestConfig) -> tuple[pl.DataFrame
     events_lf = scan_table(events_path).with_row_index(s.SOURCE_ROW)
     typed, checks = canonical_checks(events_path, events_lf, s.EVENTS_COLUMNS)
     known = items.lazy().select(pl.col(s.ITEM_ID).alias("__known_item"))
-    events_lf = events_lf.join(known, left_on=typed[s.ITEM_ID], right_on="__known_item", how="left", coalesce=False, maintain_order="left")
+    events_lf = events_lf.join(
+        known, left_on=typed[s.ITEM_ID], right_on="__known_item", how="left", coalesce=False, maintain_order="left"
+    )
     checks += [
         Check("invalid_event_type", ~staged(s.EVENT_TYPE).is_in(list(s.EVENT_TYPES))),
         Check("non_positive_quantity", staged(s.QUANTITY) <= 0),
@@ -82,7 +88,9 @@ def _ingest_canonical(input_path: Path, cfg: IngestConfig) -> tuple[pl.DataFrame
     return events, events_rejected, items, items_rejected, {**summary, "items": items_summary}
 
 
-def _ingest_online_retail(input_path: Path, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+def _ingest_online_retail(
+    input_path: Path, cfg: IngestConfig
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     raw = scan_table(input_path).with_row_index(s.SOURCE_ROW)
     lf, typed, checks = online_retail.events_frame(input_path, raw)
     checks += _time_checks(s.EVENT_TS, cfg)
@@ -94,6 +102,8 @@ def _ingest_online_retail(input_path: Path, cfg: IngestConfig) -> tuple[pl.DataF
 def ingest(source: Source, input_path: Path | str, out_dir: Path | str, cfg: IngestConfig) -> dict:
     """Validate `input_path` as `source` and write canonical tables into `out_dir`."""
     input_path, out_dir = Path(input_path), Path(out_dir)
+    if not input_path.exists():
+        raise InputError(input_path, "file not found (--input)")
     if source == "canonical":
         events, rejected, items, items_rejected, summary = _ingest_canonical(input_path, cfg)
     elif source == "online-retail":

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from seasonrec import schema as s
-from seasonrec.data.validate import Check, require_columns, staged, typed_column
+from seasonrec.data.validate import Check, parse_timestamp_text, require_columns, staged, typed_column
 from seasonrec.errors import InputError
 
 # Both published layouts, mapped to one set of names.
@@ -29,20 +29,71 @@ ALIASES = {
 REQUIRED = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country"]
 
 # Postage, fees and manual adjustments are not products a shopper could be recommended.
-NON_PRODUCT_CODES = {"POST", "DOT", "M", "D", "C2", "CRUK", "PADS", "BANK CHARGES", "AMAZONFEE", "S", "B", "ADJUST", "TEST001", "TEST002"}
+NON_PRODUCT_CODES = {
+    "POST",
+    "DOT",
+    "M",
+    "D",
+    "C2",
+    "CRUK",
+    "PADS",
+    "BANK CHARGES",
+    "AMAZONFEE",
+    "S",
+    "B",
+    "ADJUST",
+    "TEST001",
+    "TEST002",
+}
 
 # The shop traded from the UK, so its clock is London's; canonical time is UTC.
 SHOP_TIME_ZONE = "Europe/London"
 
 COUNTRY_TO_REGION = {
-    "United Kingdom": "GB", "EIRE": "IE", "Ireland": "IE", "France": "FR", "Germany": "DE", "Netherlands": "NL",
-    "Belgium": "BE", "Spain": "ES", "Portugal": "PT", "Italy": "IT", "Switzerland": "CH", "Austria": "AT",
-    "Denmark": "DK", "Norway": "NO", "Sweden": "SE", "Finland": "FI", "Iceland": "IS", "Poland": "PL",
-    "Lithuania": "LT", "Czech Republic": "CZ", "Greece": "GR", "Cyprus": "CY", "Malta": "MT",
-    "Channel Islands": "JE", "USA": "US", "Canada": "CA", "Brazil": "BR", "Australia": "AU", "Japan": "JP",
-    "Korea": "KR", "Hong Kong": "HK", "Singapore": "SG", "Thailand": "TH", "Israel": "IL", "Lebanon": "LB",
-    "United Arab Emirates": "AE", "Saudi Arabia": "SA", "Bahrain": "BH", "Nigeria": "NG", "RSA": "ZA",
-    "Bermuda": "BM", "West Indies": "JM", "European Community": "EU", "Unspecified": "ZZ",
+    "United Kingdom": "GB",
+    "EIRE": "IE",
+    "Ireland": "IE",
+    "France": "FR",
+    "Germany": "DE",
+    "Netherlands": "NL",
+    "Belgium": "BE",
+    "Spain": "ES",
+    "Portugal": "PT",
+    "Italy": "IT",
+    "Switzerland": "CH",
+    "Austria": "AT",
+    "Denmark": "DK",
+    "Norway": "NO",
+    "Sweden": "SE",
+    "Finland": "FI",
+    "Iceland": "IS",
+    "Poland": "PL",
+    "Lithuania": "LT",
+    "Czech Republic": "CZ",
+    "Greece": "GR",
+    "Cyprus": "CY",
+    "Malta": "MT",
+    "Channel Islands": "JE",
+    "USA": "US",
+    "Canada": "CA",
+    "Brazil": "BR",
+    "Australia": "AU",
+    "Japan": "JP",
+    "Korea": "KR",
+    "Hong Kong": "HK",
+    "Singapore": "SG",
+    "Thailand": "TH",
+    "Israel": "IL",
+    "Lebanon": "LB",
+    "United Arab Emirates": "AE",
+    "Saudi Arabia": "SA",
+    "Bahrain": "BH",
+    "Nigeria": "NG",
+    "RSA": "ZA",
+    "Bermuda": "BM",
+    "West Indies": "JM",
+    "European Community": "EU",
+    "Unspecified": "ZZ",
 }
 UNKNOWN_REGION = "ZZ"
 
@@ -66,7 +117,9 @@ def category_of(title: pl.Expr) -> pl.Expr:
     upper = title.str.to_uppercase()
     expr = pl.lit("other")
     for category, words in reversed(CATEGORY_KEYWORDS):
-        expr = pl.when(upper.str.contains("|".join(words), literal=False)).then(pl.lit(category)).otherwise(expr)
+        # Whole words (plural allowed): RING must not match STRING or FRINGE.
+        pattern = r"\b(?:" + "|".join(words) + r")S?\b"
+        expr = pl.when(upper.str.contains(pattern)).then(pl.lit(category)).otherwise(expr)
     return expr
 
 
@@ -77,12 +130,16 @@ def events_frame(path: Path, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, 
     schema = require_columns(lf, path, REQUIRED)
     date_dtype = schema["InvoiceDate"]
     if date_dtype == pl.String:
-        local = pl.col("InvoiceDate").str.strip_chars().str.to_datetime(time_unit="us", strict=False)
+        event_ts = parse_timestamp_text(pl.col("InvoiceDate"), naive_zone=SHOP_TIME_ZONE)
     elif isinstance(date_dtype, pl.Datetime):
-        local = pl.col("InvoiceDate").cast(pl.Datetime("us"))
+        event_ts = (
+            pl.col("InvoiceDate")
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone(SHOP_TIME_ZONE, ambiguous="earliest", non_existent="null")
+            .dt.convert_time_zone("UTC")
+        )
     else:
         raise InputError(path, f"expected a timestamp, found {date_dtype}", column="InvoiceDate")
-    event_ts = local.dt.replace_time_zone(SHOP_TIME_ZONE, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
 
     typed = {
         s.USER_ID: typed_column(path, "Customer ID", "int", schema["Customer ID"]).cast(pl.String),
@@ -91,8 +148,9 @@ def events_frame(path: Path, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, 
         s.EVENT_TYPE: pl.lit("purchase"),
         s.QUANTITY: typed_column(path, "Quantity", "int", schema["Quantity"]),
         s.PRICE: typed_column(path, "Price", "float", schema["Price"]),
-        s.REGION: typed_column(path, "Country", "str", schema["Country"])
-        .replace_strict(COUNTRY_TO_REGION, default=UNKNOWN_REGION, return_dtype=pl.String),
+        s.REGION: typed_column(path, "Country", "str", schema["Country"]).replace_strict(
+            COUNTRY_TO_REGION, default=UNKNOWN_REGION, return_dtype=pl.String
+        ),
         # Carried to build the items table; dropped from the events.
         s.TITLE: typed_column(path, "Description", "str", schema["Description"]),
     }

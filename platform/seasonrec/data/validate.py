@@ -8,7 +8,7 @@ failed, so nothing is ever dropped silently.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -24,7 +24,9 @@ def find_table(directory: Path, name: str) -> Path:
     for candidate in [directory / name, *(directory / f"{name}{sfx}" for sfx in SUFFIXES)]:
         if candidate.exists():
             return candidate
-    raise InputError(directory, f"no '{name}' table found (looked for {name}/, {', '.join(name + x for x in SUFFIXES)})")
+    raise InputError(
+        directory, f"no '{name}' table found (looked for {name}/, {', '.join(name + x for x in SUFFIXES)})"
+    )
 
 
 def scan_table(path: Path) -> pl.LazyFrame:
@@ -91,8 +93,7 @@ def typed_column(path: Path, column: str, kind: str, dtype: pl.DataType) -> pl.E
         return col.cast(target, strict=False)
     if kind == "datetime":
         if textual:
-            parsed = col.str.strip_chars().str.to_datetime(time_unit="us", strict=False, time_zone="UTC")
-            return parsed
+            return parse_timestamp_text(col)
         if isinstance(dtype, pl.Datetime):
             if dtype.time_zone is None:
                 return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
@@ -108,6 +109,32 @@ def staged(column: str) -> pl.Expr:
     return pl.col(f"__{column}")
 
 
+# Tried in order, per cell, so one file may mix them. Month-first US dates come after the
+# ISO forms; day-first dates are not guessed, since 01/02 could be either.
+ZONED_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d %H:%M:%S%z")
+NAIVE_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y",
+)
+
+
+def parse_timestamp_text(col: pl.Expr, naive_zone: str = "UTC") -> pl.Expr:
+    """Text to UTC timestamps; naive values are read in `naive_zone`. Unparseable cells become null."""
+    text = col.str.strip_chars().str.replace(r"Z$", "+00:00")
+    zoned = [text.str.strptime(pl.Datetime("us", "UTC"), f, strict=False) for f in ZONED_FORMATS]
+    naive = [text.str.strptime(pl.Datetime("us"), f, strict=False) for f in NAIVE_FORMATS]
+    local = pl.coalesce(naive).dt.replace_time_zone(naive_zone, ambiguous="earliest", non_existent="null")
+    return pl.coalesce([*zoned, local.dt.convert_time_zone("UTC")])
+
+
 @dataclass(frozen=True)
 class Check:
     """A row fails `reason` where `bad` is true. Checks run in order; the first failure wins."""
@@ -117,8 +144,8 @@ class Check:
 
 
 def time_bounds(oldest: date, future_tolerance_days: int) -> tuple[datetime, datetime]:
-    low = datetime(oldest.year, oldest.month, oldest.day, tzinfo=timezone.utc)
-    high = datetime.now(timezone.utc) + timedelta(days=future_tolerance_days)
+    low = datetime(oldest.year, oldest.month, oldest.day, tzinfo=UTC)
+    high = datetime.now(UTC) + timedelta(days=future_tolerance_days)
     return low, high
 
 
@@ -139,9 +166,7 @@ def canonical_checks(path: Path, lf: pl.LazyFrame, columns: dict[str, str]) -> t
     return typed, checks
 
 
-def split_rows(
-    lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check]
-) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def split_rows(lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """(accepted rows in canonical columns, rejected rows as text with `reason` and `source_row`).
 
     `lf` must carry a `source_row` column. Checks see typed values through `staged()`,
@@ -154,9 +179,7 @@ def split_rows(
     for check in reversed(checks):
         reason = pl.when(check.bad.fill_null(False)).then(pl.lit(check.reason)).otherwise(reason)
     staged = staged.with_columns(reason.alias(s.REASON))
-    accepted = staged.filter(pl.col(s.REASON).is_null()).select(
-        [pl.col(f"__{k}").alias(k) for k in typed]
-    )
+    accepted = staged.filter(pl.col(s.REASON).is_null()).select([pl.col(f"__{k}").alias(k) for k in typed])
     rejected = staged.filter(pl.col(s.REASON).is_not_null()).select(
         pl.col(s.SOURCE_ROW), *[pl.col(c).cast(pl.String) for c in originals], pl.col(s.REASON)
     )

@@ -75,7 +75,9 @@ def embed_titles(titles: list[str], encoder: str, dim: int, batch_size: int = 25
         if encoder != HASHING:
             log.warning("title embeddings: hashed bag-of-words fallback (%d dims) instead of %s", dim, encoder)
         return hashed_bag_of_words(titles, dim), HASHING
-    vectors = model.encode(titles, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(titles) > 2000)
+    vectors = model.encode(
+        titles, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(titles) > 2000
+    )
     vectors = np.asarray(vectors, dtype=np.float32)
     if vectors.shape[1] != dim:
         raise SeasonrecError(f"features.embedding_dim is {dim} but {encoder} makes {vectors.shape[1]}-dim vectors")

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from seasonrec import schema as s
@@ -75,9 +75,8 @@ def open_store(settings: Settings):
 def _require_tables(settings: Settings) -> None:
     missing = [t for t in s.OFFLINE_TABLES if not (settings.paths.features / f"{t}.parquet").is_file()]
     if missing:
-        raise SeasonrecError(
-            f"{settings.paths.features}: missing feature tables {', '.join(missing)}; run `seasonrec features build` first"
-        )
+        tables = ", ".join(missing)
+        raise SeasonrecError(f"{settings.paths.features}: missing {tables}; run `seasonrec features build` first")
 
 
 def apply(settings: Settings) -> dict:
@@ -103,8 +102,8 @@ def apply(settings: Settings) -> dict:
 def materialize(settings: Settings, end: datetime | None = None) -> dict:
     """Load the latest value per entity up to `end` (default: now) into the online store."""
     store = open_store(settings)
-    end = end or datetime.now(timezone.utc)
-    start = datetime(settings.ingest.oldest.year, 1, 1, tzinfo=timezone.utc)
+    end = end or datetime.now(UTC)
+    start = datetime(settings.ingest.oldest.year, 1, 1, tzinfo=UTC)
     if not store.list_feature_views():
         raise SeasonrecError("no feature views registered; run `seasonrec features apply` first")
     with contextlib.redirect_stdout(sys.stderr):
@@ -114,7 +113,7 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict:
 
 def _records(result: dict[str, list]) -> list[dict]:
     keys = list(result)
-    return [dict(zip(keys, row)) for row in zip(*result.values())]
+    return [dict(zip(keys, row, strict=True)) for row in zip(*result.values(), strict=True)]
 
 
 def online_features(
@@ -131,7 +130,7 @@ def online_features(
     out: dict = {"user": user}
     if item_ids:
         region = region or user.get(s.HOME_REGION) or s.POOL_ALL_REGIONS
-        request_ts = int((at or datetime.now(timezone.utc)).timestamp())
+        request_ts = int((at or datetime.now(UTC)).timestamp())
         rows = [{s.USER_ID: user_id, s.ITEM_ID: i, s.REGION: region, s.REQUEST_TS: request_ts} for i in item_ids]
         service = store.get_feature_service(s.RANKER_SERVICE)
         items = _records(store.get_online_features(features=service, entity_rows=rows).to_dict())
@@ -149,10 +148,12 @@ def candidate_pool(settings: Settings, region: str, at: datetime | None = None, 
     A small region's pool can be short; the all-regions pool fills it up to the same size.
     """
     store = store or open_store(settings)
-    week = (at or datetime.now(timezone.utc)).isocalendar().week
+    week = (at or datetime.now(UTC)).isocalendar().week
     service = store.get_feature_service(s.CANDIDATES_SERVICE)
     rows = [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)]
-    local, everywhere = (p or [] for p in store.get_online_features(features=service, entity_rows=rows).to_dict()[s.POOL_ITEM_IDS])
+    local, everywhere = (
+        p or [] for p in store.get_online_features(features=service, entity_rows=rows).to_dict()[s.POOL_ITEM_IDS]
+    )
     merged = list(dict.fromkeys(local + everywhere))
     return merged[: max(settings.features.pool_size, len(local))]
 

@@ -73,9 +73,11 @@ def user_history(events: pl.LazyFrame, length: int) -> pl.LazyFrame:
         .with_columns(pl.int_range(pl.len()).over(s.USER_ID, order_by=[s.EVENT_TS, s.ITEM_ID]).alias("idx"))
         .with_columns(_day(pl.col(s.EVENT_TS)).alias("day"))
     )
-    ahead = pl.concat_list(
-        [pl.col("day").shift(-k).over(s.USER_ID, order_by="idx") for k in range(length)]
-    ).list.drop_nulls().list.unique()
+    ahead = (
+        pl.concat_list([pl.col("day").shift(-k).over(s.USER_ID, order_by="idx") for k in range(length)])
+        .list.drop_nulls()
+        .list.unique()
+    )
     pairs = ev.with_columns(ahead.alias("snap_day")).explode("snap_day").filter(pl.col("snap_day") >= pl.col("day"))
     return (
         pairs.group_by(s.USER_ID, "snap_day")
@@ -154,9 +156,7 @@ def region_item_trends(events: pl.LazyFrame) -> pl.LazyFrame:
         (pl.col("day") + timedelta(days=1)).alias(s.FEATURE_TS),
         window(7).alias("sales_7d"),
         window(28).alias("sales_28d"),
-    ).with_columns(
-        ((pl.col("sales_7d") / 7.0) / (pl.col("sales_28d") / 28.0 + 1e-3)).alias("trend_ratio")
-    )
+    ).with_columns(((pl.col("sales_7d") / 7.0) / (pl.col("sales_28d") / 28.0 + 1e-3)).alias("trend_ratio"))
 
 
 def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, recent_weight: float) -> pl.LazyFrame:
@@ -178,7 +178,10 @@ def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, rece
     contributions = pl.concat(
         [
             weekly.select(
-                s.REGION, s.ITEM_ID, (pl.col("week") + timedelta(weeks=k)).alias("target"), (pl.col("units") * w).alias("score")
+                s.REGION,
+                s.ITEM_ID,
+                (pl.col("week") + timedelta(weeks=k)).alias("target"),
+                (pl.col("units") * w).alias("score"),
             )
             for k, w in offsets
         ]
@@ -190,7 +193,10 @@ def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, rece
         scored.filter(pl.col("target") < known_from + timedelta(weeks=52))
         .sort([s.REGION, "target", "score", s.ITEM_ID], descending=[False, False, True, False])
         .group_by(s.REGION, "target", maintain_order=True)
-        .agg(pl.col(s.ITEM_ID).head(size).alias(s.POOL_ITEM_IDS), pl.col("score").head(size).cast(pl.Float32).alias(s.POOL_SCORES))
+        .agg(
+            pl.col(s.ITEM_ID).head(size).alias(s.POOL_ITEM_IDS),
+            pl.col("score").head(size).cast(pl.Float32).alias(s.POOL_SCORES),
+        )
     )
     return top.select(
         s.REGION,

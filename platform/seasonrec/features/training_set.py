@@ -27,7 +27,12 @@ JUST_BEFORE = timedelta(microseconds=1)
 
 
 def label_rows(
-    events: pl.LazyFrame, items: pl.DataFrame, start: datetime | None, end: datetime | None, negatives: int, seed: int,
+    events: pl.LazyFrame,
+    items: pl.DataFrame,
+    start: datetime | None,
+    end: datetime | None,
+    negatives: int,
+    seed: int,
     limit: int | None = None,
 ) -> pl.DataFrame:
     """Entity rows: (user, item, region, timestamp, request_ts, label) for purchases in [start, end)."""
@@ -37,13 +42,12 @@ def label_rows(
     if end:
         window &= pl.col(s.EVENT_TS) < end
     positives = (
-        events.filter(window)
-        .select(s.USER_ID, s.ITEM_ID, s.REGION, s.EVENT_TS)
-        .unique(maintain_order=True)
-        .collect()
+        events.filter(window).select(s.USER_ID, s.ITEM_ID, s.REGION, s.EVENT_TS).unique(maintain_order=True).collect()
     )
     if positives.is_empty():
-        raise SeasonrecError(f"no purchases between {start or 'the start'} and {end or 'the end'}: empty training window")
+        raise SeasonrecError(
+            f"no purchases between {start or 'the start'} and {end or 'the end'}: empty training window"
+        )
     if limit and positives.height > limit:
         positives = positives.sample(limit, seed=seed).sort(s.EVENT_TS)
     rng = np.random.default_rng(seed)
@@ -56,10 +60,14 @@ def label_rows(
         pl.Series(s.ITEM_ID, catalogue[s.ITEM_ID].to_numpy()[picks.ravel()])
     )
     rows = pl.concat([positives.with_columns(pl.lit(1).alias(LABEL)), negative.with_columns(pl.lit(0).alias(LABEL))])
-    return rows.with_columns(
-        (pl.col(s.EVENT_TS) - JUST_BEFORE).alias(s.FEATURE_TS),
-        pl.col(s.EVENT_TS).dt.epoch("s").alias(s.REQUEST_TS),
-    ).drop(s.EVENT_TS).sort(s.FEATURE_TS, s.USER_ID, pl.col(LABEL), descending=[False, False, True])
+    return (
+        rows.with_columns(
+            (pl.col(s.EVENT_TS) - JUST_BEFORE).alias(s.FEATURE_TS),
+            pl.col(s.EVENT_TS).dt.epoch("s").alias(s.REQUEST_TS),
+        )
+        .drop(s.EVENT_TS)
+        .sort(s.FEATURE_TS, s.USER_ID, pl.col(LABEL), descending=[False, False, True])
+    )
 
 
 def build_training_set(

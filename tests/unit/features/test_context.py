@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from seasonrec import schema as s
 from seasonrec.features.context import seasonal_context
 
 
 def test_context_for_a_december_request_in_two_hemispheres():
-    at = int(datetime(2024, 12, 20, 12, tzinfo=timezone.utc).timestamp())
+    at = int(datetime(2024, 12, 20, 12, tzinfo=UTC).timestamp())
     demand = [0.0] * s.WEEKS_PER_YEAR
     demand[50] = 0.5  # ISO week 51 holds half the item's sales
     out = seasonal_context(
@@ -30,10 +30,16 @@ def test_context_for_a_december_request_in_two_hemispheres():
 
 
 def test_spring_festival_is_near_in_china_but_not_in_britain():
-    at = int(datetime(2025, 1, 20, tzinfo=timezone.utc).timestamp())
+    at = int(datetime(2025, 1, 20, tzinfo=UTC).timestamp())
     empty = [None, None]
     out = seasonal_context(
-        {s.REQUEST_TS: [at, at], s.REGION: ["CN", "GB"], s.DEMAND_BY_WEEK: empty, s.LAUNCH_TS: empty, s.HISTORY_TS: empty}
+        {
+            s.REQUEST_TS: [at, at],
+            s.REGION: ["CN", "GB"],
+            s.DEMAND_BY_WEEK: empty,
+            s.LAUNCH_TS: empty,
+            s.HISTORY_TS: empty,
+        }
     )
     china, britain = out["days_to_holiday"]
     assert china <= 9 < britain

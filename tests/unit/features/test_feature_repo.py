@@ -62,7 +62,13 @@ def test_every_object_has_a_one_line_comment():
     for path in repo_dir.glob("*.py"):
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
-            starts_object = (" = FeatureView(" in line or " = Entity(" in line or " = FeatureService(" in line
-                             or " = PushSource(" in line or " = RequestSource(" in line or line.startswith("@on_demand"))
+            starts_object = (
+                " = FeatureView(" in line
+                or " = Entity(" in line
+                or " = FeatureService(" in line
+                or " = PushSource(" in line
+                or " = RequestSource(" in line
+                or line.startswith("@on_demand")
+            )
             if starts_object:
                 assert lines[i - 1].startswith("#"), f"{path.name}:{i + 1} has no comment saying what it means"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -12,14 +12,16 @@ from seasonrec.features import tables
 
 
 def utc(*args) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
+    return datetime(*args, tzinfo=UTC)
 
 
 def events(rows) -> pl.LazyFrame:
     cols = [s.USER_ID, s.ITEM_ID, s.EVENT_TS, s.EVENT_TYPE, s.QUANTITY, s.PRICE, s.REGION]
-    return pl.DataFrame(rows, schema=cols, orient="row").with_columns(
-        pl.col(s.EVENT_TS).cast(pl.Datetime("us", "UTC"))
-    ).lazy()
+    return (
+        pl.DataFrame(rows, schema=cols, orient="row")
+        .with_columns(pl.col(s.EVENT_TS).cast(pl.Datetime("us", "UTC")))
+        .lazy()
+    )
 
 
 BASE = [
@@ -37,7 +39,10 @@ def test_user_stats_are_running_totals_stamped_at_the_days_last_event():
     assert u1["n_purchases"].to_list() == [1, 2]
     assert u1["n_views"].to_list() == [1, 1]
     assert u1["monetary"].to_list() == pytest.approx([10.0, 17.0])
-    assert u1["last_purchase_ts"].to_list() == [int(utc(2024, 3, 1, 10).timestamp()), int(utc(2024, 3, 3, 10).timestamp())]
+    assert u1["last_purchase_ts"].to_list() == [
+        int(utc(2024, 3, 1, 10).timestamp()),
+        int(utc(2024, 3, 3, 10).timestamp()),
+    ]
     assert u1[s.HOME_REGION].to_list() == ["GB", "DE"]
     u2 = out.filter(pl.col(s.USER_ID) == "U2").to_dicts()[0]
     assert u2["last_purchase_ts"] == -1 and u2["n_carts"] == 1
@@ -56,7 +61,9 @@ def test_history_keeps_the_last_n_events_oldest_first():
 
 
 def test_history_never_holds_an_event_after_its_timestamp():
-    rows = [(f"U{k % 7}", f"I{k % 11}", utc(2024, 1, 1) + timedelta(hours=5 * k), "view", 1, 1.0, "GB") for k in range(300)]
+    rows = [
+        (f"U{k % 7}", f"I{k % 11}", utc(2024, 1, 1) + timedelta(hours=5 * k), "view", 1, 1.0, "GB") for k in range(300)
+    ]
     out = tables.user_history(events(rows), length=8).collect()
     latest = out.select(pl.col(s.HISTORY_TS).list.max(), pl.col(s.FEATURE_TS).dt.epoch("s"))
     assert (latest[s.HISTORY_TS] == latest[s.FEATURE_TS]).all()
