@@ -172,9 +172,10 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_features_training_set)
 
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
-    p.add_argument("what", choices=["ingest", "features", "online"])
+    p.add_argument("what", choices=["ingest", "generate", "features", "online"])
     p.add_argument("--input", type=Path, help="ingest: the Online Retail file")
     p.add_argument("--events", type=int, default=1_000_000, help="features: synthetic events to aim for")
+    p.add_argument("--users", type=int, default=1_000_000, help="generate: synthetic users")
     p.add_argument("--items", type=int, default=200, help="online: items per request")
     p.add_argument("--requests", type=int, default=300, help="online: timed requests per store")
     p.add_argument("--no-record", action="store_true", help="print only; do not touch docs/benchmarks.md")
