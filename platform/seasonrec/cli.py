@@ -90,6 +90,8 @@ def _features_online(args: argparse.Namespace, settings: Settings) -> None:
     if not args.user and not args.sample:
         raise SeasonrecError("features online: give --user U or --sample N")
     store = open_store(settings)
+    if not store.list_feature_views():
+        raise SeasonrecError("no feature views registered; run `seasonrec features apply` and `materialize` first")
     results = []
     for user in [args.user] if args.user else sample_users(settings, args.sample):
         items = [i for i in args.items.split(",") if i] if args.items else None

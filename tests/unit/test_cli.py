@@ -27,6 +27,10 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+def _ingest(capsys, config, path, out, source="online-retail"):
+    return _run(capsys, "--config", config, "data", "ingest", "--source", source, "--input", path, "--out", out)
+
+
 def _assert_one_line_error(err):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
@@ -64,19 +68,7 @@ def test_generate_then_ingest_prints_json_summaries(tmp_path, capsys, config):
     assert generated["items"] == 15
     assert generated["events"] > 0
 
-    code, out, _ = _run(
-        capsys,
-        "--config",
-        config,
-        "data",
-        "ingest",
-        "--source",
-        "canonical",
-        "--input",
-        tmp_path / "raw",
-        "--out",
-        tmp_path / "canonical",
-    )
+    code, out, _ = _ingest(capsys, config, tmp_path / "raw", tmp_path / "canonical", source="canonical")
     assert code == 0
     summary = json.loads(out)
     assert summary["rows_in"] == generated["events"] == summary["rows_accepted"]
@@ -111,37 +103,13 @@ def test_ingest_online_retail(tmp_path, capsys, config):
         "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
         "C536379,85123A,WHITE HANGING HEART T-LIGHT HOLDER,-1,2010-12-01 09:41:00,2.55,17850,United Kingdom\n"
     )
-    code, out, _ = _run(
-        capsys,
-        "--config",
-        config,
-        "data",
-        "ingest",
-        "--source",
-        "online-retail",
-        "--input",
-        path,
-        "--out",
-        tmp_path / "out",
-    )
+    code, out, _ = _ingest(capsys, config, path, tmp_path / "out", source="online-retail")
     assert code == 0
     assert json.loads(out) == {"rows_in": 2, "rows_accepted": 1, "rows_rejected": {"cancellation": 1}}
 
 
 def test_missing_input_is_one_error_line(tmp_path, capsys, config):
-    code, out, err = _run(
-        capsys,
-        "--config",
-        config,
-        "data",
-        "ingest",
-        "--source",
-        "canonical",
-        "--input",
-        tmp_path / "nowhere" / "events.csv",
-        "--out",
-        tmp_path / "out",
-    )
+    code, out, err = _ingest(capsys, config, tmp_path / "nowhere" / "events.csv", tmp_path / "out", source="canonical")
     assert code == 2
     assert out == ""
     _assert_one_line_error(err)
@@ -150,19 +118,7 @@ def test_missing_input_is_one_error_line(tmp_path, capsys, config):
 def test_missing_column_error_names_file_and_column(tmp_path, capsys, config):
     path = tmp_path / "retail.csv"
     path.write_text("Invoice,StockCode\n536365,85123A\n")
-    code, _, err = _run(
-        capsys,
-        "--config",
-        config,
-        "data",
-        "ingest",
-        "--source",
-        "online-retail",
-        "--input",
-        path,
-        "--out",
-        tmp_path / "out",
-    )
+    code, _, err = _ingest(capsys, config, path, tmp_path / "out", source="online-retail")
     assert code == 2
     _assert_one_line_error(err)
     assert "retail.csv" in err
@@ -172,19 +128,7 @@ def test_missing_column_error_names_file_and_column(tmp_path, capsys, config):
 def test_empty_input_file_is_one_error_line(tmp_path, capsys, config):
     path = tmp_path / "retail.csv"
     path.write_text("")
-    code, _, err = _run(
-        capsys,
-        "--config",
-        config,
-        "data",
-        "ingest",
-        "--source",
-        "online-retail",
-        "--input",
-        path,
-        "--out",
-        tmp_path / "out",
-    )
+    code, _, err = _ingest(capsys, config, path, tmp_path / "out", source="online-retail")
     assert code == 2
     _assert_one_line_error(err)
     assert "empty" in err
@@ -196,19 +140,7 @@ def test_all_rows_rejected_is_one_error_line(tmp_path, capsys, config):
         "Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
         "C536379,85123A,HOLDER,-1,2010-12-01 09:41:00,2.55,17850,United Kingdom\n"
     )
-    code, _, err = _run(
-        capsys,
-        "--config",
-        config,
-        "data",
-        "ingest",
-        "--source",
-        "online-retail",
-        "--input",
-        path,
-        "--out",
-        tmp_path / "out",
-    )
+    code, _, err = _ingest(capsys, config, path, tmp_path / "out", source="online-retail")
     assert code == 2
     _assert_one_line_error(err)
     assert "cancellation" in err

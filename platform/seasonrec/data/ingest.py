@@ -57,8 +57,11 @@ def _split(
 def _ingest_canonical(
     input_path: Path, cfg: IngestConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
-    folder = input_path if input_path.is_dir() and input_path.name != s.EVENTS_TABLE else input_path.parent
-    events_path = find_table(folder, s.EVENTS_TABLE) if input_path == folder else input_path
+    # --input is either the folder holding both tables, or the events table itself
+    # (a file, or an `events/` folder of parts) with the items table beside it.
+    is_folder = input_path.is_dir() and input_path.name != s.EVENTS_TABLE
+    folder = input_path if is_folder else input_path.parent
+    events_path = find_table(folder, s.EVENTS_TABLE) if is_folder else input_path
     items_path = find_table(folder, s.ITEMS_TABLE)
 
     items_lf = scan_table(items_path).with_row_index(s.SOURCE_ROW)
