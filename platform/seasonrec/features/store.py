@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,9 +60,20 @@ def _in_repo(settings: Settings) -> Iterator[Path]:
         sys.path.remove(str(repo))
 
 
+# Third-party notices a seasonrec user can do nothing about.
+QUIET_WARNINGS = (
+    ("On demand feature view is an experimental feature", RuntimeWarning),
+    (r"fetch_arrow_table\(\) is deprecated", DeprecationWarning),
+)
+
+
 def open_store(settings: Settings):
     """A `FeatureStore` for the configured profile (embedded SQLite or Redis)."""
     from feast import FeatureStore
+
+    # After Feast's import, whose own filters would otherwise take precedence.
+    for message, category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
 
     os.environ.update(feast_env(settings))
     settings.paths.feast.mkdir(parents=True, exist_ok=True)
