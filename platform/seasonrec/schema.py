@@ -50,10 +50,8 @@ ITEMS_TABLE = "items"
 REJECTED_SUFFIX = "_rejected"
 
 # --- Feast: entities and their join keys -------------------------------------
-FEAST_PROJECT = "seasonrec"
 WEEK_OF_YEAR = "week_of_year"
 FEATURE_TS = "event_timestamp"
-CREATED_TS = "created"
 POOL_ALL_REGIONS = "ALL"
 
 # --- Feast: offline tables written by `features build`, one per feature view --

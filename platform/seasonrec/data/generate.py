@@ -14,7 +14,7 @@ same bytes.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +73,8 @@ def _items(cfg: GenerateConfig, rng: np.random.Generator, days: np.ndarray) -> p
         cat = str(rng.choice(favoured)) if favoured and rng.random() < 0.8 else str(rng.choice(categories))
         title = f"{rng.choice(words)} {rng.choice(CATEGORIES[cat])}"
         # About a third of the catalogue is new during the window.
-        if rng.random() < 0.35:
-            launch = start + np.timedelta64(int(rng.integers(0, len(days))), "D").astype(object)
-        else:
-            launch = start - np.timedelta64(int(rng.integers(30, 900)), "D").astype(object)
+        offset = int(rng.integers(0, len(days))) if rng.random() < 0.35 else -int(rng.integers(30, 900))
+        launch = start + timedelta(days=offset)
         rows.append(
             {
                 s.ITEM_ID: f"I{i:06d}",
