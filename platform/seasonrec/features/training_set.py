@@ -23,6 +23,7 @@ from seasonrec.features.store import open_store
 
 log = logging.getLogger(__name__)
 LABEL = "label"
+GROUP = "group"
 JUST_BEFORE = timedelta(microseconds=1)
 
 
@@ -35,7 +36,7 @@ def label_rows(
     seed: int,
     limit: int | None = None,
 ) -> pl.DataFrame:
-    """Entity rows: (user, item, region, timestamp, request_ts, label) for purchases in [start, end)."""
+    """Entity rows: (group, user, item, region, timestamp, request_ts, label) for purchases in [start, end)."""
     window = pl.col(s.EVENT_TYPE) == "purchase"
     if start:
         window &= pl.col(s.EVENT_TS) >= start
@@ -56,9 +57,11 @@ def label_rows(
     ts = positives[s.EVENT_TS].to_numpy()
     available = np.searchsorted(launched, ts, side="right").clip(min=1)
     picks = (rng.random((len(ts), negatives)) * available[:, None]).astype(np.int64)
+    positives = positives.with_row_index(GROUP)
     negative = positives.select(pl.all().repeat_by(negatives).explode()).with_columns(
         pl.Series(s.ITEM_ID, catalogue[s.ITEM_ID].to_numpy()[picks.ravel()])
     )
+    # A group is one purchase and the negatives sampled for it: the ranker's unit of comparison.
     rows = pl.concat([positives.with_columns(pl.lit(1).alias(LABEL)), negative.with_columns(pl.lit(0).alias(LABEL))])
     return (
         rows.with_columns(
@@ -87,7 +90,7 @@ def build_training_set(
     store = open_store(settings)
     service = store.get_feature_service(s.RANKER_SERVICE)
     frame = store.get_historical_features(entity_df=entity_rows.to_pandas(), features=service).to_df()
-    table = pl.from_pandas(frame).sort(s.FEATURE_TS, s.USER_ID, LABEL, descending=[False, False, True])
+    table = pl.from_pandas(frame).sort(GROUP, LABEL, descending=[False, True])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.write_parquet(out)

@@ -1,0 +1,132 @@
+"""From feature rows to ranker tensors: the vocabulary and the numeric encodings.
+
+Training rows (from the Feast training set) and evaluation or serving rows use
+the same functions, so the model sees the same features everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from seasonrec import schema as s
+from seasonrec.model.ranker import PAD, UNSEEN
+
+# Order matters: the model's context and item-dense layers are trained on these positions.
+CONTEXT_COLUMNS = ("week_sin", "week_cos", "days_to_holiday", "n_purchases", "n_views", "monetary", "purchase_days")
+ITEM_DENSE_COLUMNS = (s.PRICE, "item_week_demand", "item_age_days", "sales_7d", "sales_28d", "trend_ratio")
+CONTEXT_DIM = len(CONTEXT_COLUMNS) + 1  # + days since the last purchase
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """Index 0 is padding and 1 is 'never seen' for items, categories and regions alike."""
+
+    items: tuple[str, ...]
+    categories: tuple[str, ...]
+    regions: tuple[str, ...]
+
+    @classmethod
+    def build(cls, items: pl.DataFrame, regions: list[str]) -> Vocab:
+        return cls(
+            tuple(sorted(items[s.ITEM_ID].unique().to_list())),
+            tuple(sorted(items[s.CATEGORY].drop_nulls().unique().to_list())),
+            tuple(sorted(set(regions))),
+        )
+
+    def _index(self, values: tuple[str, ...]) -> dict[str, int]:
+        return {v: i + 2 for i, v in enumerate(values)}
+
+    def item_index(self) -> dict[str, int]:
+        return self._index(self.items)
+
+    def category_index(self) -> dict[str, int]:
+        return self._index(self.categories)
+
+    def region_index(self) -> dict[str, int]:
+        return self._index(self.regions)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {
+            "n_items": len(self.items) + 2,
+            "n_categories": len(self.categories) + 2,
+            "n_regions": len(self.regions) + 2,
+        }
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"items": self.items, "categories": self.categories, "regions": self.regions}))
+
+    @classmethod
+    def load(cls, path: Path) -> Vocab:
+        raw = json.loads(path.read_text())
+        return cls(tuple(raw["items"]), tuple(raw["categories"]), tuple(raw["regions"]))
+
+
+def _lookup(column: pl.Expr, index: dict[str, int]) -> pl.Expr:
+    return column.replace_strict(index, default=UNSEEN, return_dtype=pl.Int64).fill_null(PAD)
+
+
+def _log(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.Float64).clip(lower_bound=0).log1p().fill_null(0.0).fill_nan(0.0)
+
+
+def user_arrays(rows: pl.DataFrame, vocab: Vocab, history_length: int) -> dict[str, np.ndarray]:
+    """History, context and region for each row (one row per request)."""
+    index = vocab.item_index()
+    pad_ids = pl.lit([PAD] * history_length, dtype=pl.List(pl.Int64))
+    pad_ages = pl.lit([0.0] * history_length, dtype=pl.List(pl.Float64))
+    ids = pl.col(s.HISTORY_ITEM_IDS).fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    ages = pl.col(s.HISTORY_AGE_HOURS).fill_null(pl.lit([], dtype=pl.List(pl.Float64)))
+    days_since = (pl.col(s.REQUEST_TS) - pl.col("last_purchase_ts")) / 86_400.0
+    frame = rows.select(
+        pl.concat_list(pad_ids, ids.list.eval(_lookup(pl.element(), index))).list.tail(history_length).alias("h"),
+        pl.concat_list(pad_ages, ages).list.tail(history_length).alias("a"),
+        *[_log(c) if c not in ("week_sin", "week_cos") else pl.col(c).fill_null(0.0) for c in CONTEXT_COLUMNS],
+        pl.when(pl.col("last_purchase_ts") > 0).then(days_since.clip(lower_bound=0).log1p()).otherwise(8.0).alias("r"),
+        _lookup(pl.col(s.REGION), vocab.region_index()).alias("region"),
+    )
+    context = frame.select([*CONTEXT_COLUMNS, "r"]).to_numpy().astype(np.float32)
+    return {
+        "history_ids": np.stack(frame["h"].to_list()).astype(np.int64),
+        "history_age_hours": np.stack(frame["a"].to_list()).astype(np.float32),
+        "context": context,
+        "region": frame["region"].to_numpy().astype(np.int64),
+    }
+
+
+def item_arrays(rows: pl.DataFrame, vocab: Vocab, title_dim: int) -> dict[str, np.ndarray]:
+    """Id, category, title embedding and dense features for each candidate row."""
+    frame = rows.select(
+        _lookup(pl.col(s.ITEM_ID), vocab.item_index()).alias("id"),
+        _lookup(pl.col(s.CATEGORY), vocab.category_index()).alias("cat"),
+        *[_log(c) for c in ITEM_DENSE_COLUMNS],
+    )
+    titles = rows[s.TITLE_EMBEDDING].to_list()
+    zero = [0.0] * title_dim
+    return {
+        "cand_ids": frame["id"].to_numpy().astype(np.int64),
+        "cand_categories": frame["cat"].to_numpy().astype(np.int64),
+        "cand_titles": np.asarray([t if t is not None else zero for t in titles], dtype=np.float32),
+        "cand_dense": frame.select(ITEM_DENSE_COLUMNS).to_numpy().astype(np.float32),
+    }
+
+
+def catalogue_tables(vocab: Vocab, profiles: pl.DataFrame, title_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(titles [n_items, title_dim], categories [n_items]) in vocabulary order, for the model's buffers."""
+    latest = profiles.sort(s.FEATURE_TS).unique(s.ITEM_ID, keep="last")
+    by_id = dict(zip(latest[s.ITEM_ID].to_list(), latest.select(s.TITLE_EMBEDDING, s.CATEGORY).rows(), strict=True))
+    cats = vocab.category_index()
+    titles = np.zeros((len(vocab.items) + 2, title_dim), dtype=np.float32)
+    categories = np.zeros(len(vocab.items) + 2, dtype=np.int64)
+    for i, item in enumerate(vocab.items, start=2):
+        if item in by_id:
+            emb, cat = by_id[item]
+            titles[i] = emb if emb is not None else 0.0
+            categories[i] = cats.get(cat, UNSEEN)
+    return torch.from_numpy(titles), torch.from_numpy(categories)

@@ -1,0 +1,143 @@
+"""`SeasonalRanker`: a transformers `PreTrainedModel` that scores candidates for one request.
+
+The user's recent history plus one context token (season, holiday distance,
+region, user totals) go through a Transformer encoder once per request. Each
+candidate then attends over that encoding and an MLP scores it with the
+context, so 1,000 candidates cost little more than 10: the encoder does not
+run per candidate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import PretrainedConfig, PreTrainedModel
+
+PAD, UNSEEN = 0, 1  # reserved item/category/region indices
+
+
+class SeasonalRankerConfig(PretrainedConfig):
+    model_type = "seasonal_ranker"
+
+    def __init__(
+        self,
+        n_items: int = 2,
+        n_categories: int = 2,
+        n_regions: int = 2,
+        title_dim: int = 384,
+        d_model: int = 64,
+        n_heads: int = 4,
+        n_layers: int = 2,
+        history_length: int = 20,
+        context_dim: int = 8,
+        item_dense_dim: int = 6,
+        dropout: float = 0.1,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.n_items = n_items
+        self.n_categories = n_categories
+        self.n_regions = n_regions
+        self.title_dim = title_dim
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.n_layers = n_layers
+        self.history_length = history_length
+        self.context_dim = context_dim
+        self.item_dense_dim = item_dense_dim
+        self.dropout = dropout
+
+
+class SeasonalRanker(PreTrainedModel):
+    config_class = SeasonalRankerConfig
+    base_model_prefix = "seasonal_ranker"
+
+    def __init__(self, config: SeasonalRankerConfig):
+        super().__init__(config)
+        d = config.d_model
+        self.item_id = nn.Embedding(config.n_items, d, padding_idx=PAD)
+        self.category = nn.Embedding(config.n_categories, d, padding_idx=PAD)
+        self.region = nn.Embedding(config.n_regions, d, padding_idx=PAD)
+        self.title = nn.Linear(config.title_dim, d)
+        self.item_dense = nn.Linear(config.item_dense_dim, d)
+        self.age = nn.Linear(1, d)
+        self.context = nn.Sequential(nn.Linear(config.context_dim, d), nn.GELU(), nn.Linear(d, d))
+        layer = nn.TransformerEncoderLayer(
+            d, config.n_heads, dim_feedforward=2 * d, dropout=config.dropout, batch_first=True, norm_first=True
+        )
+        self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
+        self.query = nn.Linear(d, d)
+        self.scorer = nn.Sequential(nn.Linear(4 * d + 2, 2 * d), nn.GELU(), nn.Linear(2 * d, 1))
+        # What the model knows of every catalogue item, so history needs only ids.
+        self.register_buffer("item_titles", torch.zeros(config.n_items, config.title_dim), persistent=True)
+        self.register_buffer("item_categories", torch.zeros(config.n_items, dtype=torch.long), persistent=True)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear | nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    def item_vectors(self, ids: torch.Tensor, categories: torch.Tensor, titles: torch.Tensor) -> torch.Tensor:
+        return self.item_id(ids) + self.category(categories) + self.title(titles)
+
+    def encode(
+        self,
+        history_ids: torch.Tensor,  # [B, H] item indices, PAD-padded on the left
+        history_age_hours: torch.Tensor,  # [B, H]
+        context: torch.Tensor,  # [B, context_dim]
+        region: torch.Tensor,  # [B]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(encoded tokens [B, 1+H, d], key padding mask [B, 1+H], context vector [B, d]); once per request."""
+        hist = self.item_vectors(history_ids, self.item_categories[history_ids], self.item_titles[history_ids])
+        hist = hist + self.age(torch.log1p(history_age_hours.clamp(min=0)).unsqueeze(-1))
+        ctx = self.context(context) + self.region(region)
+        tokens = torch.cat([ctx.unsqueeze(1), hist], dim=1)
+        pad = torch.cat([torch.zeros_like(history_ids[:, :1], dtype=torch.bool), history_ids == PAD], dim=1)
+        return self.encoder(tokens, src_key_padding_mask=pad), pad, ctx
+
+    def score(
+        self,
+        encoded: torch.Tensor,
+        pad: torch.Tensor,
+        ctx: torch.Tensor,
+        history_ids: torch.Tensor,
+        history_age_hours: torch.Tensor,
+        cand_ids: torch.Tensor,  # [B, C]
+        cand_categories: torch.Tensor,  # [B, C]
+        cand_titles: torch.Tensor,  # [B, C, title_dim]
+        cand_dense: torch.Tensor,  # [B, C, item_dense_dim]
+    ) -> torch.Tensor:
+        cand = self.item_vectors(cand_ids, cand_categories, cand_titles) + self.item_dense(cand_dense)
+        q = self.query(cand)
+        logits = torch.einsum("bcd,btd->bct", q, encoded) / math.sqrt(q.shape[-1])
+        logits = logits.masked_fill(pad.unsqueeze(1), float("-inf"))
+        attended = torch.einsum("bct,btd->bcd", logits.softmax(-1), encoded)
+        # Has the user touched this very item, and how long ago? Known ids only: UNSEEN never matches.
+        same = (history_ids.unsqueeze(1) == cand_ids.unsqueeze(2)) & (cand_ids.unsqueeze(2) > UNSEEN)
+        repeats = torch.log1p(same.sum(-1, dtype=cand.dtype))
+        ages = torch.where(same, history_age_hours.unsqueeze(1), torch.full_like(same, 1e6, dtype=cand.dtype))
+        recency = -torch.log1p(ages.min(-1).values.clamp(min=0)) / 14.0
+        ctx_c = ctx.unsqueeze(1).expand_as(cand)
+        features = torch.cat([cand, attended, ctx_c, cand * ctx_c, repeats.unsqueeze(-1), recency.unsqueeze(-1)], -1)
+        return self.scorer(features).squeeze(-1)
+
+    def forward(
+        self,
+        history_ids: torch.Tensor,
+        history_age_hours: torch.Tensor,
+        context: torch.Tensor,
+        region: torch.Tensor,
+        cand_ids: torch.Tensor,
+        cand_categories: torch.Tensor,
+        cand_titles: torch.Tensor,
+        cand_dense: torch.Tensor,
+    ) -> torch.Tensor:
+        """Scores [B, C] for C candidates of each of B requests."""
+        encoded, pad, ctx = self.encode(history_ids, history_age_hours, context, region)
+        return self.score(
+            encoded, pad, ctx, history_ids, history_age_hours, cand_ids, cand_categories, cand_titles, cand_dense
+        )
