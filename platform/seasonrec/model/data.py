@@ -1,0 +1,52 @@
+"""Training groups: one purchase and its sampled negatives, as arrays the ranker takes.
+
+A group is the unit that must never be split: the ranker learns to put the
+purchased item above the others of the same group (a softmax over the group).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from seasonrec import schema as s
+from seasonrec.errors import SeasonrecError
+from seasonrec.features.training_set import GROUP, LABEL
+from seasonrec.model.batch import Vocab, item_arrays, user_arrays
+
+Arrays = dict[str, np.ndarray]
+
+
+def load_groups(training_set: Path, vocab: Vocab, history_length: int, title_dim: int) -> tuple[Arrays, np.ndarray]:
+    """(arrays with a leading group axis, the request time of each group in Unix seconds).
+
+    Candidates are ordered positive first, so the target of every group is index 0.
+    """
+    if not Path(training_set).is_file():
+        raise SeasonrecError(f"{training_set}: training set not found; run `seasonrec features training-set` first")
+    rows = pl.read_parquet(training_set).sort(GROUP, LABEL, descending=[False, True])
+    if rows.is_empty():
+        raise SeasonrecError(f"{training_set}: the training set is empty")
+    sizes = rows.group_by(GROUP).len()["len"]
+    if sizes.n_unique() != 1:
+        raise SeasonrecError(f"{training_set}: groups have different sizes; rebuild the training set")
+    per_group = int(sizes[0])
+    heads = rows.filter(pl.col(LABEL) == 1)
+    if heads.height * per_group != rows.height:
+        raise SeasonrecError(f"{training_set}: every group needs exactly one purchase")
+    users = user_arrays(heads, vocab, history_length)
+    items = {
+        k: v.reshape(heads.height, per_group, *v.shape[1:]) for k, v in item_arrays(rows, vocab, title_dim).items()
+    }
+    return {**users, **items}, heads[s.REQUEST_TS].to_numpy()
+
+
+def split_by_time(arrays: Arrays, times: np.ndarray, val_weeks: int) -> tuple[Arrays, Arrays]:
+    """The last `val_weeks` weeks are for validation; everything before, for training."""
+    cutoff = times.max() - val_weeks * 7 * 86_400
+    train, val = times < cutoff, times >= cutoff
+    if not train.any() or not val.any():
+        raise SeasonrecError(f"cannot split {len(times)} groups into training and {val_weeks} validation weeks")
+    return {k: v[train] for k, v in arrays.items()}, {k: v[val] for k, v in arrays.items()}

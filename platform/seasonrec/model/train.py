@@ -1,0 +1,197 @@
+"""Stage: train (or fine-tune) the ranker on the Feast training set.
+
+The loop runs on one device without Ray; Ray Train runs the same loop on each
+worker with DDP. Each epoch ends with a validation pass, a checkpoint and a
+report; training stops early when validation stops improving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from seasonrec import schema as s
+from seasonrec.errors import SeasonrecError
+from seasonrec.model.batch import CONTEXT_DIM, ITEM_DENSE_COLUMNS, Vocab, catalogue_tables
+from seasonrec.model.data import Arrays
+from seasonrec.model.ranker import UNSEEN, SeasonalRanker, SeasonalRankerConfig
+
+log = logging.getLogger(__name__)
+VOCAB_FILE = "vocab.json"
+HISTORY_FILE = "training_history.json"
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    epochs: int = 8
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 2
+    # Candidate ids hidden at this rate, so the model also learns to rank items it has never seen.
+    id_dropout: float = 0.1
+    seed: int = 0
+
+
+def new_model(vocab: Vocab, profiles: pl.DataFrame, history_length: int, title_dim: int) -> SeasonalRanker:
+    config = SeasonalRankerConfig(
+        **vocab.sizes,
+        title_dim=title_dim,
+        history_length=history_length,
+        context_dim=CONTEXT_DIM,
+        item_dense_dim=len(ITEM_DENSE_COLUMNS),
+    )
+    model = SeasonalRanker(config)
+    titles, categories = catalogue_tables(vocab, profiles, title_dim)
+    model.item_titles.copy_(titles)
+    model.item_categories.copy_(categories)
+    return model
+
+
+def load_model(checkpoint: Path) -> tuple[SeasonalRanker, Vocab]:
+    checkpoint = Path(checkpoint)
+    if not (checkpoint / "config.json").is_file() or not (checkpoint / VOCAB_FILE).is_file():
+        raise SeasonrecError(f"{checkpoint}: not a seasonrec checkpoint (needs config.json and {VOCAB_FILE})")
+    try:
+        model = SeasonalRanker.from_pretrained(checkpoint)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise SeasonrecError(f"{checkpoint}: cannot load the ranker ({str(exc).splitlines()[0]})") from exc
+    return model, Vocab.load(checkpoint / VOCAB_FILE)
+
+
+def _tensors(arrays: Arrays, index: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v[index]).to(device) for k, v in arrays.items()}
+
+
+def group_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    scores = model(**batch)
+    return F.cross_entropy(scores, torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
+
+
+@torch.no_grad()
+def evaluate_groups(model: torch.nn.Module, arrays: Arrays, device: torch.device, batch_size: int = 1024) -> dict:
+    """Validation loss and how often the purchase ranks first in its group."""
+    model.eval()
+    n = len(arrays["region"])
+    losses, hits = [], []
+    for start in range(0, n, batch_size):
+        batch = _tensors(arrays, np.arange(start, min(n, start + batch_size)), device)
+        scores = model(**batch)
+        target = torch.zeros(scores.shape[0], dtype=torch.long, device=device)
+        losses.append(F.cross_entropy(scores, target, reduction="sum").item())
+        hits.append((scores.argmax(-1) == 0).sum().item())
+    return {"val_loss": sum(losses) / n, "val_top1": sum(hits) / n}
+
+
+def fit(
+    model: torch.nn.Module,
+    train: Arrays,
+    val: Arrays,
+    options: TrainOptions,
+    device: torch.device,
+    on_epoch: Callable[[int, dict, torch.nn.Module], None],
+    autocast: torch.dtype | None = None,
+    start_epoch: int = 0,
+) -> list[dict]:
+    """The training loop. `on_epoch(epoch, metrics, model)` checkpoints and reports; it may be Ray's."""
+    rng = np.random.default_rng(options.seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    n = len(train["region"])
+    steps = math.ceil(n / options.batch_size)
+    history: list[dict] = []
+    best, stale = math.inf, 0
+    for epoch in range(start_epoch, options.epochs):
+        model.train()
+        order = rng.permutation(n)
+        started, total, seen = time.perf_counter(), 0.0, 0
+        for step in range(steps):
+            index = order[step * options.batch_size : (step + 1) * options.batch_size]
+            batch = _tensors(train, index, device)
+            hide = torch.rand(batch["cand_ids"].shape, device=device) < options.id_dropout
+            batch["cand_ids"] = torch.where(hide, torch.full_like(batch["cand_ids"], UNSEEN), batch["cand_ids"])
+            with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+                loss = group_loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total += loss.item() * len(index)
+            seen += len(index)
+        seconds = time.perf_counter() - started
+        metrics = {
+            "epoch": epoch,
+            "train_loss": total / seen,
+            "groups_per_second": seen / seconds,
+            **evaluate_groups(model, val, device),
+        }
+        history.append(metrics)
+        on_epoch(epoch, metrics, model)
+        log.info("epoch %d: %s", epoch, json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+        if metrics["val_loss"] < best - 1e-4:
+            best, stale = metrics["val_loss"], 0
+        else:
+            stale += 1
+            if stale >= options.patience:
+                log.info("early stop: validation loss has not improved for %d epochs", stale)
+                break
+    return history
+
+
+def save_checkpoint(
+    model: torch.nn.Module, vocab: Vocab, out: Path, metrics: list[dict], options: TrainOptions
+) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    getattr(model, "module", model).save_pretrained(out)
+    vocab.save(out / VOCAB_FILE)
+    (out / HISTORY_FILE).write_text(json.dumps({"options": asdict(options), "epochs": metrics}, indent=2))
+
+
+def catalogue(features_dir: Path) -> pl.DataFrame:
+    path = Path(features_dir) / f"{s.ITEM_PROFILE}.parquet"
+    if not path.is_file():
+        raise SeasonrecError(f"{path}: not found; run `seasonrec features build` first")
+    return pl.read_parquet(path)
+
+
+def train(
+    settings,
+    training_set: Path,
+    out: Path,
+    options: TrainOptions,
+    init_from: Path | None = None,
+    val_weeks: int = 4,
+) -> dict:
+    """Train on one device (no Ray); keep the checkpoint of the best validation epoch in `out`."""
+    from seasonrec.model.data import load_groups, split_by_time
+
+    torch.manual_seed(options.seed)
+    profiles = catalogue(settings.paths.features)
+    if init_from:
+        model, vocab = load_model(init_from)
+    else:
+        regions = pl.read_parquet(training_set, columns=[s.REGION])[s.REGION].unique().to_list()
+        vocab = Vocab.build(profiles, regions)
+        model = new_model(vocab, profiles, settings.features.history_length, settings.features.embedding_dim)
+    arrays, times = load_groups(training_set, vocab, model.config.history_length, model.config.title_dim)
+    train_arrays, val_arrays = split_by_time(arrays, times, val_weeks)
+    device = torch.device("cpu")
+    best = {"val_loss": math.inf}
+
+    def keep_best(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
+        if metrics["val_loss"] < best["val_loss"]:
+            best.update(metrics)
+            save_checkpoint(current, vocab, Path(out), [], options)
+
+    history = fit(model.to(device), train_arrays, val_arrays, options, device, keep_best)
+    (Path(out) / HISTORY_FILE).write_text(json.dumps({"options": asdict(options), "epochs": history}, indent=2))
+    return {"checkpoint": str(out), "groups": len(times), "best": best, "epochs_run": len(history)}
