@@ -64,3 +64,25 @@ def test_fine_tuning_starts_from_the_loaded_weights(training_set, tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(SeasonrecError, match="not a seasonrec checkpoint"):
         load_model(tmp_path / "nowhere")
+
+
+def test_evaluation_writes_metrics_for_the_ranker_and_every_baseline(training_set, tmp_path):
+    import json
+    from datetime import UTC, datetime
+
+    from seasonrec.model.baselines import BASELINES
+    from seasonrec.model.evaluate import evaluate
+    from seasonrec.model.metrics import METRICS
+
+    settings, path = training_set
+    settings = settings.model_copy(update={"paths": settings.paths.model_copy(update={"data_dir": path.parent})})
+    train(settings, path, tmp_path / "ckpt", TrainOptions(epochs=2, batch_size=128))
+    start, end = datetime(2024, 4, 1, tzinfo=UTC), datetime(2024, 7, 1, tzinfo=UTC)
+    metrics = evaluate(settings, tmp_path / "ckpt", start, end, tmp_path / "eval")
+    assert set(metrics["baselines"]) == set(BASELINES)
+    assert set(metrics["ranker"]) == set(METRICS)
+    assert metrics["data"]["requests"] > 20
+    # Better than a random order of the catalogue, which has an AUC of 0.5.
+    assert metrics["ranker"]["auc"] > 0.6
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["ranker"] == metrics["ranker"]
+    assert (tmp_path / "eval" / "report.html").is_file() and (tmp_path / "eval" / "metrics_per_week.png").is_file()
