@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -93,9 +93,22 @@ def evaluate_groups(model: torch.nn.Module, arrays: Arrays, device: torch.device
     return {"val_loss": sum(losses) / n, "val_top1": sum(hits) / n}
 
 
+def shuffled_batches(arrays: Arrays, batch_size: int, seed: int) -> Callable[[int], Iterable[Arrays]]:
+    """Batches for one epoch on one device: a fresh permutation of the groups each epoch."""
+    n = len(arrays["region"])
+
+    def epoch_batches(epoch: int) -> Iterator[Arrays]:
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            yield {k: v[index] for k, v in arrays.items()}
+
+    return epoch_batches
+
+
 def fit(
     model: torch.nn.Module,
-    train: Arrays,
+    batches: Callable[[int], Iterable[Arrays]],
     val: Arrays,
     options: TrainOptions,
     device: torch.device,
@@ -103,20 +116,17 @@ def fit(
     autocast: torch.dtype | None = None,
     start_epoch: int = 0,
 ) -> list[dict]:
-    """The training loop. `on_epoch(epoch, metrics, model)` checkpoints and reports; it may be Ray's."""
-    rng = np.random.default_rng(options.seed)
+    """The training loop. `batches(epoch)` yields this worker's groups; `on_epoch(epoch, metrics, model)`
+    checkpoints and reports, and may be Ray's."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
-    n = len(train["region"])
-    steps = math.ceil(n / options.batch_size)
     history: list[dict] = []
     best, stale = math.inf, 0
     for epoch in range(start_epoch, options.epochs):
         model.train()
-        order = rng.permutation(n)
         started, total, seen = time.perf_counter(), 0.0, 0
-        for step in range(steps):
-            index = order[step * options.batch_size : (step + 1) * options.batch_size]
-            batch = _tensors(train, index, device)
+        for arrays in batches(epoch):
+            batch = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in arrays.items()}
+            n_groups = len(batch["region"])
             hide = torch.rand(batch["cand_ids"].shape, device=device) < options.id_dropout
             batch["cand_ids"] = torch.where(hide, torch.full_like(batch["cand_ids"], UNSEEN), batch["cand_ids"])
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
@@ -125,8 +135,8 @@ def fit(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            total += loss.item() * len(index)
-            seen += len(index)
+            total += loss.item() * n_groups
+            seen += n_groups
         seconds = time.perf_counter() - started
         metrics = {
             "epoch": epoch,
@@ -192,6 +202,7 @@ def train(
             best.update(metrics)
             save_checkpoint(current, vocab, Path(out), [], options)
 
-    history = fit(model.to(device), train_arrays, val_arrays, options, device, keep_best)
+    batches = shuffled_batches(train_arrays, options.batch_size, options.seed)
+    history = fit(model.to(device), batches, val_arrays, options, device, keep_best)
     (Path(out) / HISTORY_FILE).write_text(json.dumps({"options": asdict(options), "epochs": history}, indent=2))
     return {"checkpoint": str(out), "groups": len(times), "best": best, "epochs_run": len(history)}

@@ -1,0 +1,147 @@
+"""Ray Train: the same loop as `train.fit`, on N workers with DDP.
+
+gloo on CPU, nccl and bf16 autocast on GPU. Each worker reads its own Ray Data
+shard of the training groups (one row per group, so a group is never split).
+Every epoch reports metrics and a checkpoint; after a worker failure Ray
+restarts the run from the last checkpoint (`FailureConfig`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+
+from seasonrec import schema as s
+from seasonrec.model.batch import Vocab
+from seasonrec.model.data import load_groups, split_by_time
+from seasonrec.model.ranker import SeasonalRanker
+from seasonrec.model.train import (
+    HISTORY_FILE,
+    TrainOptions,
+    catalogue,
+    fit,
+    load_model,
+    new_model,
+    save_checkpoint,
+)
+
+log = logging.getLogger(__name__)
+STATE_FILE = "train_state.json"
+
+
+def _worker_loop(config: dict) -> None:
+    import ray.train
+    import ray.train.torch
+
+    options = TrainOptions(**config["options"])
+    vocab = Vocab.load(Path(config["init"]) / "vocab.json")
+    model = SeasonalRanker.from_pretrained(config["init"])
+    start_epoch = 0
+    resume = ray.train.get_checkpoint()
+    if resume:
+        # A restarted worker picks up from the last epoch that was checkpointed, not from scratch.
+        with resume.as_directory() as folder:
+            model = SeasonalRanker.from_pretrained(folder)
+            start_epoch = json.loads((Path(folder) / STATE_FILE).read_text())["epoch"] + 1
+    device = ray.train.torch.get_device()
+    model = ray.train.torch.prepare_model(model)
+    shard = ray.train.get_dataset_shard("train")
+    val = {k: np.asarray(v) for k, v in config["val"].items()}
+    rank = ray.train.get_context().get_world_rank()
+
+    def batches(epoch: int):
+        return shard.iter_batches(batch_size=options.batch_size, batch_format="numpy", local_shuffle_buffer_size=2048)
+
+    def report(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
+        with tempfile.TemporaryDirectory() as folder:
+            checkpoint = None
+            if rank == 0:
+                save_checkpoint(current, vocab, Path(folder), [], options)
+                (Path(folder) / STATE_FILE).write_text(json.dumps({"epoch": epoch}))
+                checkpoint = ray.train.Checkpoint.from_directory(folder)
+            ray.train.report(metrics, checkpoint=checkpoint)
+            if config.get("fail_at_epoch") == epoch and resume is None and rank == 0:
+                raise RuntimeError(f"injected worker failure after epoch {epoch}")
+
+    autocast = torch.bfloat16 if device.type == "cuda" else None
+    fit(model, batches, val, options, device, report, autocast=autocast, start_epoch=start_epoch)
+
+
+def train_distributed(
+    settings,
+    training_set: Path,
+    out: Path,
+    options: TrainOptions,
+    workers: int = 2,
+    gpu: bool = False,
+    init_from: Path | None = None,
+    val_weeks: int = 4,
+    max_failures: int = 2,
+    storage: Path | None = None,
+    fail_at_epoch: int | None = None,
+) -> dict:
+    """Train with Ray Train; copy the best checkpoint (lowest validation loss) to `out`."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    profiles = catalogue(settings.paths.features)
+    if init_from:
+        model, vocab = load_model(init_from)
+    else:
+        regions = pl.read_parquet(training_set, columns=[s.REGION])[s.REGION].unique().to_list()
+        vocab = Vocab.build(profiles, regions)
+        model = new_model(vocab, profiles, settings.features.history_length, settings.features.embedding_dim)
+    arrays, times = load_groups(training_set, vocab, model.config.history_length, model.config.title_dim)
+    train_arrays, val_arrays = split_by_time(arrays, times, val_weeks)
+
+    out = Path(out)
+    init_dir = out.parent / f".{out.name}-init"
+    save_checkpoint(model, vocab, init_dir, [], options)
+    if not ray.is_initialized():
+        ray.init(address=None, include_dashboard=False, log_to_driver=False)
+    n_train = len(train_arrays["region"])
+    dataset = ray.data.from_items([{k: v[i] for k, v in train_arrays.items()} for i in range(n_train)])
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "options": asdict(options),
+            "init": str(init_dir.resolve()),
+            "val": val_arrays,
+            "fail_at_epoch": fail_at_epoch,
+        },
+        torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu),
+        datasets={"train": dataset},
+        run_config=RunConfig(
+            name=out.name,
+            storage_path=str((storage or out.parent / ".ray_results").resolve()),
+            checkpoint_config=CheckpointConfig(
+                num_to_keep=2, checkpoint_score_attribute="val_loss", checkpoint_score_order="min"
+            ),
+            failure_config=FailureConfig(max_failures=max_failures),
+        ),
+    )
+    result = trainer.fit()
+    best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
+    with best.as_directory() as folder:
+        loaded = SeasonalRanker.from_pretrained(folder)
+    epochs = result.metrics_dataframe.to_dict(orient="records") if result.metrics_dataframe is not None else []
+    save_checkpoint(loaded, vocab, out, [], options)
+    keep = ("epoch", "train_loss", "val_loss", "val_top1", "groups_per_second")
+    history = [{k: e[k] for k in keep if k in e} for e in epochs]
+    (out / HISTORY_FILE).write_text(json.dumps({"options": asdict(options), "epochs": history}, indent=2))
+    return {
+        "checkpoint": str(out),
+        "workers": workers,
+        "groups": len(times),
+        "epochs_run": len(history),
+        "best_val_loss": min((e["val_loss"] for e in history), default=None),
+    }
