@@ -115,6 +115,43 @@ def _features_training_set(args: argparse.Namespace, settings: Settings) -> None
     _print(build_training_set(settings, args.out, args.start, args.end, args.negatives, args.seed, args.limit))
 
 
+# --- model --------------------------------------------------------------------
+def _train(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.model.protocol import train_from_settings
+
+    _print(
+        train_from_settings(settings, args.training_set, args.out, args.workers, args.gpu, args.init_from, args.epochs)
+    )
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.model.evaluate import evaluate
+    from seasonrec.model.protocol import Protocol, run_protocol
+
+    if args.dataset:
+        if not args.input:
+            raise SeasonrecError("evaluate --dataset needs --input PATH")
+        defaults = Protocol()
+        protocol = Protocol(
+            args.dataset,
+            args.test_start or defaults.test_start,
+            args.test_end or defaults.test_end,
+            args.val_weeks,
+            args.seed,
+        )
+        metrics = run_protocol(settings, protocol, args.input, args.out)
+    else:
+        if not args.checkpoint or not args.test_start or not args.test_end:
+            raise SeasonrecError("evaluate needs --checkpoint, --test-start and --test-end (or --dataset and --input)")
+        start = datetime.combine(args.test_start, datetime.min.time(), tzinfo=UTC)
+        end = datetime.combine(args.test_end, datetime.max.time(), tzinfo=UTC)
+        metrics = evaluate(settings, args.checkpoint, start, end, args.out)
+    from seasonrec.model.report import metrics_table
+
+    print(metrics_table(metrics), file=sys.stderr)
+    _print({"ranker": metrics["ranker"], "baselines": metrics["baselines"], "data": metrics["data"]})
+
+
 # --- bench --------------------------------------------------------------------
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec import bench
@@ -172,6 +209,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="sample at most this many purchases")
     p.set_defaults(run=_features_training_set)
+
+    p = groups.add_parser("train", help="train or fine-tune the ranker (Ray Train, or in-process with --workers 0)")
+    p.add_argument("--training-set", type=Path, help="Parquet from `features training-set` (default: build one)")
+    p.add_argument("--out", type=Path, help="checkpoint folder (default: <data_dir>/checkpoints/ranker)")
+    p.add_argument("--workers", type=int, help="Ray Train workers; 0 trains without Ray (default: train.workers)")
+    p.add_argument("--gpu", action="store_true", help="one GPU per worker, nccl and bf16 autocast")
+    p.add_argument("--init-from", type=Path, help="warm-start from this checkpoint (seasonal fine-tuning)")
+    p.add_argument("--epochs", type=int)
+    p.set_defaults(run=_train)
+
+    p = groups.add_parser("evaluate", help="rank the full catalogue in a test window against the baselines")
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json and report.html")
+    p.add_argument("--dataset", choices=["online-retail", "canonical"], help="run the whole protocol on --input")
+    p.add_argument("--input", type=Path)
+    p.add_argument("--test-start", type=_day)
+    p.add_argument("--test-end", type=_day, help="last day of the test window (inclusive)")
+    p.add_argument("--val-weeks", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=_evaluate)
 
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
     p.add_argument("what", choices=["ingest", "generate", "features", "online"])

@@ -91,12 +91,27 @@ class FeastConfig(_Model):
     ttl_days: int = Field(400, gt=0)
 
 
+class TrainConfig(_Model):
+    # Purchases sampled into the training set (0: all) and negatives drawn for each.
+    max_groups: int = Field(40_000, ge=0)
+    negatives: int = Field(7, gt=0)
+    epochs: int = Field(8, gt=0)
+    batch_size: int = Field(256, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    patience: int = Field(2, gt=0)
+    val_weeks: int = Field(4, gt=0)
+    # Ray Train workers; 0 trains in-process on one device, without Ray.
+    workers: int = Field(2, ge=0)
+    seed: int = 0
+
+
 class Settings(_Model):
     paths: PathsConfig = PathsConfig()
     generate: GenerateConfig = GenerateConfig()
     ingest: IngestConfig = IngestConfig()
     features: FeaturesConfig = FeaturesConfig()
     feast: FeastConfig = FeastConfig()
+    train: TrainConfig = TrainConfig()
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 
 from seasonrec.config import Settings
 from seasonrec.features import store as feast_store
+from seasonrec.features.training_set import build_training_set
 
 
 def redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:
@@ -45,3 +46,20 @@ def feast_settings(request, tiny_shop, tmp_path_factory):
     settings = _applied(tiny_shop, tmp_path_factory, request.param)
     yield settings
     feast_store.open_store(settings).teardown()
+
+
+@pytest.fixture(scope="session")
+def training_set(tiny_shop, tmp_path_factory):
+    """The tiny shop applied to Feast, with a training set of 8-item groups: (settings, path)."""
+    root = tmp_path_factory.mktemp("train")
+    shutil.copytree(tiny_shop.paths.root, root, dirs_exist_ok=True)
+    shutil.rmtree(root / "feast", ignore_errors=True)
+    settings = tiny_shop.model_copy(
+        update={
+            "paths": tiny_shop.paths.model_copy(update={"data_dir": root}),
+            "feast": tiny_shop.feast.model_copy(update={"project": "train_local"}),
+        }
+    )
+    feast_store.apply(settings)
+    build_training_set(settings, root / "train.parquet", negatives=7, seed=0)
+    return settings, root / "train.parquet"

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 
 from seasonrec.errors import SeasonrecError
-from seasonrec.features import store as feast_store
-from seasonrec.features.training_set import build_training_set
 from seasonrec.model.data import load_groups
 from seasonrec.model.train import TrainOptions, evaluate_groups, load_model, train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def training_set(tiny_shop, tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    shutil.copytree(tiny_shop.paths.root, root, dirs_exist_ok=True)
-    shutil.rmtree(root / "feast", ignore_errors=True)
-    settings = tiny_shop.model_copy(
-        update={
-            "paths": tiny_shop.paths.model_copy(update={"data_dir": root}),
-            "feast": tiny_shop.feast.model_copy(update={"project": "train_local"}),
-        }
-    )
-    feast_store.apply(settings)
-    build_training_set(settings, root / "train.parquet", negatives=7, seed=0)
-    return settings, root / "train.parquet"
 
 
 def test_training_beats_the_untrained_model_and_reloads(training_set, tmp_path):

@@ -73,3 +73,13 @@ def write_report(metrics: dict, checkpoint: Path, out: Path) -> Path:
     path = out / "report.html"
     path.write_text(page)
     return path
+
+
+def metrics_table(metrics: dict) -> str:
+    """A plain-text table of the ranker and every baseline, best NDCG@10 first."""
+    methods = {"ranker": metrics["ranker"], **metrics["baselines"]}
+    width = max(len(m) for m in methods)
+    lines = [f"{'method':<{width}}  " + "  ".join(f"{m:>8}" for m in METRICS)]
+    for name, vals in sorted(methods.items(), key=lambda kv: -kv[1]["ndcg@10"]):
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{vals[m]:>8.4f}" for m in METRICS))
+    return "\n".join(lines)
