@@ -29,6 +29,9 @@ demo: install
 	$(SEASONREC) features apply
 	$(SEASONREC) features materialize
 	$(SEASONREC) features online --sample 3 --items-from-pool 3
+	$(SEASONREC) features training-set --end 2024-10-01T00:00:00 --negatives 7 --out $(SEASONREC__PATHS__DATA_DIR)/training_set.parquet
+	$(SEASONREC) train --workers 2 --training-set $(SEASONREC__PATHS__DATA_DIR)/training_set.parquet --out $(SEASONREC__PATHS__DATA_DIR)/checkpoints/ranker
+	$(SEASONREC) evaluate --checkpoint $(SEASONREC__PATHS__DATA_DIR)/checkpoints/ranker --test-start 2024-10-01 --test-end 2024-12-31 --out $(SEASONREC__PATHS__DATA_DIR)/evaluation
 
 test: install
 	$(BIN)/ruff check platform tests feature_repo ray_jobs
