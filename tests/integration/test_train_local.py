@@ -62,6 +62,9 @@ def test_evaluation_writes_metrics_for_the_ranker_and_every_baseline(training_se
     assert set(metrics["baselines"]) == set(BASELINES)
     assert set(metrics["ranker"]) == set(METRICS)
     assert metrics["data"]["requests"] > 20
+    # Items launched inside the window are scored on their own, against every baseline too.
+    cold = metrics["slices"]["new_items"]
+    assert cold["requests"] > 0 and set(METRICS) == set(cold["ranker"]) == set(cold["global_popularity"])
     # Better than a random order of the catalogue, which has an AUC of 0.5.
     assert metrics["ranker"]["auc"] > 0.6
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["ranker"] == metrics["ranker"]

@@ -107,7 +107,9 @@ def evaluate(settings, checkpoint: Path, start: datetime, end: datetime, out: Pa
     index = {item: i for i, item in enumerate(ids)}
     reqs = user_state(requests(purchases, start, end), features)
     baselines = Baselines(purchases, ids, cooccurrence_until=start)
-    listed_at = catalogue[s.LAUNCH_TS].to_numpy() - 7 * 86_400
+    launched = catalogue[s.LAUNCH_TS].to_numpy()
+    listed_at = launched - 7 * 86_400
+    start_ts = int(start.timestamp())
 
     rows: list[dict] = []
     groups = reqs.partition_by("at", s.REGION, maintain_order=True)
@@ -125,25 +127,35 @@ def evaluate(settings, checkpoint: Path, start: datetime, end: datetime, out: Pa
                 continue
             methods = {"ranker": ranker[i]}
             methods.update({b: baselines.scores(b, user, ts, region, popularity) for b in BASELINES})
+            # Cold start: items launched inside the test window, which no training row has seen bought.
+            new_idx = truth_idx[launched[truth_idx] >= start_ts]
+            week = at.date().isoformat()
             for name, scores in methods.items():
                 scores = np.where(unlisted, -np.inf, scores)
-                rows.append(
-                    {"method": name, "week": at.date().isoformat(), "user": user, **rank_metrics(scores, truth_idx)}
-                )
+                rows.append({"method": name, "week": week, "slice": "all", **rank_metrics(scores, truth_idx)})
+                if len(new_idx):
+                    rows.append({"method": name, "week": week, "slice": "new_items", **rank_metrics(scores, new_idx)})
     return _write(rows, out, checkpoint, reqs, start, end)
 
 
 def _write(rows: list[dict], out: Path, checkpoint: Path, reqs: pl.DataFrame, start: datetime, end: datetime) -> dict:
-    frame = pl.DataFrame(rows)
-    by_method = {m: mean_metrics(g.to_dicts()) for (m,), g in frame.group_by("method", maintain_order=True)}
-    slices = {
-        week: {m: mean_metrics(g.to_dicts()) for (m,), g in wf.group_by("method", maintain_order=True)}
-        for (week,), wf in frame.group_by("week", maintain_order=True)
-    }
+    everything = pl.DataFrame(rows)
+    frame = everything.filter(pl.col("slice") == "all")
+    new_items = everything.filter(pl.col("slice") == "new_items")
+
+    def per_method(f: pl.DataFrame) -> dict:
+        return {m: mean_metrics(g.to_dicts()) for (m,), g in f.group_by("method", maintain_order=True)}
+
+    by_method = per_method(frame)
+    slices = {week: per_method(wf) for (week,), wf in frame.group_by("week", maintain_order=True)}
     metrics = {
         "ranker": by_method.pop("ranker"),
         "baselines": by_method,
-        "slices": {"week": dict(sorted(slices.items()))},
+        "slices": {
+            "week": dict(sorted(slices.items())),
+            # Requests whose purchases include items launched in the test window, scored on those alone.
+            "new_items": {**per_method(new_items), "requests": new_items.filter(pl.col("method") == "ranker").height},
+        },
         "data": {
             "test_start": start.isoformat(),
             "test_end": end.isoformat(),
