@@ -228,6 +228,36 @@ def bench_online(settings: Settings, n_items: int, requests: int) -> tuple[str, 
     return f"Feast online fetch, 1 user + {n_items} items, {requests} timed requests per line", rows
 
 
+def bench_train(settings: Settings, training_set: Path | None, epochs: int = 2) -> tuple[str, list[dict]]:
+    """Training throughput in-process and with 1 and 2 Ray Train CPU workers, on the same groups."""
+    import json
+
+    from seasonrec.model.protocol import fit_checkpoint, train_options
+    from seasonrec.model.train import HISTORY_FILE
+
+    if training_set is None or not Path(training_set).is_file():
+        raise SeasonrecError("bench train needs --training-set PATH (from `seasonrec features training-set`)")
+    options = train_options(settings, epochs=epochs)
+    rows = []
+    for workers in progress([0, 1, 2], description="training throughput"):
+        out = settings.paths.root / f"bench-train-{workers}"
+        started = time.perf_counter()
+        fit_checkpoint(settings, Path(training_set), out, options, workers)
+        wall = time.perf_counter() - started
+        history = json.loads((out / HISTORY_FILE).read_text())["epochs"]
+        per_worker = float(np.mean([e["groups_per_second"] for e in history]))
+        groups = per_worker * max(workers, 1)
+        rows.append(
+            {
+                "mode": "in-process, no Ray" if workers == 0 else f"Ray Train, {workers} CPU worker(s), gloo DDP",
+                "groups/s": round(groups),
+                "samples/s (8 candidates a group)": round(groups * 8),
+                "wall seconds (incl. start-up)": round(wall, 1),
+            }
+        )
+    return f"Ranker training throughput, {epochs} epochs ({Path(training_set).name})", rows
+
+
 def _table(rows: list[dict]) -> str:
     keys = list(rows[0])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
@@ -250,6 +280,8 @@ def run(what: str, settings: Settings, args) -> dict:
         title, rows = bench_ingest(settings, args.input)
     elif what == "generate":
         title, rows = bench_generate(settings, args.users)
+    elif what == "train":
+        title, rows = bench_train(settings, args.training_set)
     elif what == "features":
         title, rows = bench_features(settings, args.events)
     else:

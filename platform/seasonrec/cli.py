@@ -231,7 +231,8 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_evaluate)
 
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
-    p.add_argument("what", choices=["ingest", "generate", "features", "online"])
+    p.add_argument("what", choices=["ingest", "generate", "features", "online", "train"])
+    p.add_argument("--training-set", type=Path, help="train: the training set to time on")
     p.add_argument("--input", type=Path, help="ingest: the Online Retail file")
     p.add_argument("--events", type=int, default=1_000_000, help="features: synthetic events to aim for")
     p.add_argument("--users", type=int, default=1_000_000, help="generate: synthetic users")

@@ -33,8 +33,15 @@ REQUEST_CHUNK = 16
 
 def _asof(left: pl.DataFrame, table: Path, by: list[str], at: str = "at") -> pl.DataFrame:
     right = pl.read_parquet(table).sort(s.FEATURE_TS)
+    # Both sides are sorted on time just above; polars cannot verify that within `by` groups.
     return left.sort(at).join_asof(
-        right, left_on=at, right_on=s.FEATURE_TS, by=by, strategy="backward", allow_exact_matches=False
+        right,
+        left_on=at,
+        right_on=s.FEATURE_TS,
+        by=by,
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
     )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers
+logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes about axis units are noise here
 import matplotlib.pyplot as plt  # noqa: E402
 
 from seasonrec.model.metrics import METRICS  # noqa: E402
