@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -106,7 +107,8 @@ def train_distributed(
     init_dir = out.parent / f".{out.name}-init"
     save_checkpoint(model, vocab, init_dir, [], options)
     if not ray.is_initialized():
-        ray.init(address=None, include_dashboard=False, log_to_driver=False)
+        # Inside `ray job submit`, RAY_ADDRESS points at the cluster; alone, start a local one.
+        ray.init(**({} if os.environ.get("RAY_ADDRESS") else {"include_dashboard": False, "log_to_driver": False}))
     n_train = len(train_arrays["region"])
     dataset = ray.data.from_items([{k: v[i] for k, v in train_arrays.items()} for i in range(n_train)])
     trainer = TorchTrainer(

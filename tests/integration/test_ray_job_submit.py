@@ -1,0 +1,107 @@
+"""`ray job submit` of ray_jobs/train.py to a real local head, exactly as the docstring shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory):
+    """A head on free ports (never 6379: that is Redis), stopped by its own process group."""
+    port, dashboard, client = free_port(), free_port(), free_port()
+    temp = tmp_path_factory.mktemp("ray")
+    head = subprocess.Popen(
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            f"--ray-client-server-port={client}",
+            f"--temp-dir={temp}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", dashboard), timeout=1):
+                break
+        except OSError:
+            time.sleep(1)
+    else:
+        os.killpg(head.pid, signal.SIGTERM)
+        pytest.fail("the Ray head's dashboard did not come up in 120 s")
+    yield address
+    os.killpg(head.pid, signal.SIGTERM)
+    head.wait(timeout=60)
+
+
+def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_path):
+    settings, path = training_set
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        yaml.safe_dump({"paths": {"data_dir": str(settings.paths.root)}, "features": {"title_encoder": "hashing"}})
+    )
+    out = tmp_path / "ckpt"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}
+    proc = subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            ray_head,
+            "--working-dir",
+            ".",
+            "--",
+            "python",
+            "ray_jobs/train.py",
+            "--config",
+            str(config),
+            "--training-set",
+            str(path),
+            "--workers",
+            "1",
+            "--epochs",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "SUCCEEDED" in proc.stdout + proc.stderr
+    assert (out / "config.json").is_file() and (out / "vocab.json").is_file()
+    assert json.loads((out / "training_history.json").read_text())["epochs"]
