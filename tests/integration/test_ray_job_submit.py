@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +26,10 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Ray 2.59+ requires token authentication; the test's cluster and its client share this token.
+TOKEN_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +53,8 @@ def ray_head(tmp_path_factory):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # The job's `python` is the one this venv installed seasonrec into, as on a cluster image.
+        env={**os.environ, **TOKEN_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.time() + 120
@@ -64,14 +72,14 @@ def ray_head(tmp_path_factory):
     head.wait(timeout=60)
 
 
-def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_path):
+def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_path, monkeypatch):
     settings, path = training_set
     config = tmp_path / "job.yaml"
     config.write_text(
         yaml.safe_dump({"paths": {"data_dir": str(settings.paths.root)}, "features": {"title_encoder": "hashing"}})
     )
     out = tmp_path / "ckpt"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}, **TOKEN_ENV}
     proc = subprocess.run(
         [
             str(BIN / "ray"),
@@ -102,6 +110,11 @@ def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "SUCCEEDED" in proc.stdout + proc.stderr
+    job_id = re.search(r"Job '(raysubmit_\w+)' submitted", proc.stdout + proc.stderr).group(1)
+    for key, value in TOKEN_ENV.items():
+        monkeypatch.setenv(key, value)
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    assert JobSubmissionClient(ray_head).get_job_status(job_id) == JobStatus.SUCCEEDED
     assert (out / "config.json").is_file() and (out / "vocab.json").is_file()
     assert json.loads((out / "training_history.json").read_text())["epochs"]
