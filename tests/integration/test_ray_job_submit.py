@@ -72,7 +72,7 @@ def ray_head(tmp_path_factory):
     head.wait(timeout=60)
 
 
-def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_path, monkeypatch):
+def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_path):
     settings, path = training_set
     config = tmp_path / "job.yaml"
     config.write_text(
@@ -111,10 +111,12 @@ def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_id = re.search(r"Job '(raysubmit_\w+)' submitted", proc.stdout + proc.stderr).group(1)
-    for key, value in TOKEN_ENV.items():
-        monkeypatch.setenv(key, value)
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    assert JobSubmissionClient(ray_head).get_job_status(job_id) == JobStatus.SUCCEEDED
+    # In a child process: Ray keeps the first auth token it loads for the life of a process,
+    # and this one must not leak into later tests' local clusters.
+    query = (
+        f"from ray.job_submission import JobSubmissionClient as C; print(C('{ray_head}').get_job_status('{job_id}'))"
+    )
+    status = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, env=env, timeout=60)
+    assert status.stdout.strip() == "SUCCEEDED", status.stderr[-2000:]
     assert (out / "config.json").is_file() and (out / "vocab.json").is_file()
     assert json.loads((out / "training_history.json").read_text())["epochs"]
