@@ -5,8 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SEASONREC := $(BIN)/seasonrec
-# The demo keeps its files apart from anything you generate by hand.
-export SEASONREC__PATHS__DATA_DIR ?= data/demo
+# The demo keeps its files apart from anything you generate by hand (set for `make demo` only).
+DEMO_DATA ?= data/demo
 
 .PHONY: install demo test lint clean
 
@@ -22,16 +22,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
 	touch $@
 
+demo: export SEASONREC__PATHS__DATA_DIR = $(DEMO_DATA)
 demo: install
 	$(SEASONREC) data generate
-	$(SEASONREC) data ingest --source canonical --input $(SEASONREC__PATHS__DATA_DIR)/raw
+	$(SEASONREC) data ingest --source canonical --input $(DEMO_DATA)/raw
 	$(SEASONREC) features build
 	$(SEASONREC) features apply
 	$(SEASONREC) features materialize
 	$(SEASONREC) features online --sample 3 --items-from-pool 3
-	$(SEASONREC) features training-set --end 2024-10-01T00:00:00 --negatives 7 --out $(SEASONREC__PATHS__DATA_DIR)/training_set.parquet
-	$(SEASONREC) train --workers 2 --training-set $(SEASONREC__PATHS__DATA_DIR)/training_set.parquet --out $(SEASONREC__PATHS__DATA_DIR)/checkpoints/ranker
-	$(SEASONREC) evaluate --checkpoint $(SEASONREC__PATHS__DATA_DIR)/checkpoints/ranker --test-start 2024-10-01 --test-end 2024-12-31 --out $(SEASONREC__PATHS__DATA_DIR)/evaluation
+	$(SEASONREC) features training-set --end 2024-10-01T00:00:00 --negatives 7 --out $(DEMO_DATA)/training_set.parquet
+	$(SEASONREC) train --workers 2 --training-set $(DEMO_DATA)/training_set.parquet --out $(DEMO_DATA)/checkpoints/ranker
+	$(SEASONREC) evaluate --checkpoint $(DEMO_DATA)/checkpoints/ranker --test-start 2024-10-01 --test-end 2024-12-31 --out $(DEMO_DATA)/evaluation
 
 test: install
 	$(BIN)/ruff check platform tests feature_repo ray_jobs

@@ -22,6 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without seasonrec overrides: the job must follow its --config alone."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -54,7 +59,7 @@ def ray_head(tmp_path_factory):
         stderr=subprocess.STDOUT,
         start_new_session=True,
         # The job's `python` is the one this venv installed seasonrec into, as on a cluster image.
-        env={**os.environ, **TOKEN_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
+        env={**clean_env(), **TOKEN_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     address = f"http://127.0.0.1:{dashboard}"
     deadline = time.time() + 120
@@ -79,7 +84,7 @@ def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_
         yaml.safe_dump({"paths": {"data_dir": str(settings.paths.root)}, "features": {"title_encoder": "hashing"}})
     )
     out = tmp_path / "ckpt"
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}, **TOKEN_ENV}
+    env = {**clean_env(), **TOKEN_ENV}
     proc = subprocess.run(
         [
             str(BIN / "ray"),

@@ -42,6 +42,7 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         out["week_cos"].append(cos)
         out["days_to_holiday"].append(days)
         out["item_week_demand"].append(demand[week - 1] * s.WEEKS_PER_YEAR if demand else None)
-        out["item_age_days"].append((ts - launch) / SECONDS_PER_DAY if launch is not None else None)
+        # Not negative: an item requested before its launch is new, not "about to sell".
+        out["item_age_days"].append(max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None)
         out[s.HISTORY_AGE_HOURS].append([(ts - t) / 3600.0 for t in history] if history else [])
     return out

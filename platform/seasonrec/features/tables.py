@@ -7,8 +7,9 @@ Timestamps are chosen so that a point-in-time join never sees the future:
 - per-user rows are daily snapshots stamped with the day's last event, so a
   label strictly after that event sees it, and one before it sees the day before;
 - weekly rows are stamped at the end of their week;
-- item attributes are stamped a little before launch: the catalogue lists an
-  item before its first sale, and its title is what ranks it while it has none.
+- item attributes are stamped at launch. Where a source has no launch dates
+  (Online Retail), launch is the first sale, so nothing about an item is
+  known before it has sold once.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import polars as pl
 from seasonrec import schema as s
 
 PURCHASE = pl.col(s.EVENT_TYPE) == "purchase"
-CATALOGUE_LEAD = timedelta(days=7)
 
 
 def _day(ts: pl.Expr) -> pl.Expr:
@@ -94,7 +94,7 @@ def item_profile(items: pl.LazyFrame, embeddings: pl.DataFrame) -> pl.LazyFrame:
     """Static item attributes plus the title embedding (joined by item id)."""
     return items.join(embeddings.lazy(), on=s.ITEM_ID, how="left").select(
         s.ITEM_ID,
-        (pl.col(s.LAUNCH_TS) - CATALOGUE_LEAD).alias(s.FEATURE_TS),
+        pl.col(s.LAUNCH_TS).alias(s.FEATURE_TS),
         s.CATEGORY,
         pl.col(s.PRICE).cast(pl.Float64),
         pl.col(s.LAUNCH_TS).dt.epoch("s").alias(s.LAUNCH_TS),

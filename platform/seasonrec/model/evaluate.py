@@ -115,7 +115,6 @@ def evaluate(settings, checkpoint: Path, start: datetime, end: datetime, out: Pa
     reqs = user_state(requests(purchases, start, end), features)
     baselines = Baselines(purchases, ids, cooccurrence_until=start)
     launched = catalogue[s.LAUNCH_TS].to_numpy()
-    listed_at = launched - 7 * 86_400
     start_ts = int(start.timestamp())
 
     rows: list[dict] = []
@@ -123,7 +122,7 @@ def evaluate(settings, checkpoint: Path, start: datetime, end: datetime, out: Pa
     for group in progress(groups, description="evaluating (week x region)", total=len(groups)):
         at, region = group["at"][0], group[s.REGION][0]
         ts = int(at.timestamp())
-        unlisted = listed_at > ts
+        unlisted = launched > ts
         items = item_arrays(item_state(catalogue, features, at, region), vocab, model.config.title_dim)
         users = user_arrays(group, vocab, model.config.history_length)
         ranker = _ranker_scores(model, users, items)
