@@ -16,22 +16,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 
-from seasonrec import schema as s
 from seasonrec.model.batch import Vocab
-from seasonrec.model.data import load_groups, split_by_time
 from seasonrec.model.ranker import SeasonalRanker
-from seasonrec.model.train import (
-    HISTORY_FILE,
-    TrainOptions,
-    catalogue,
-    fit,
-    load_model,
-    new_model,
-    save_checkpoint,
-)
+from seasonrec.model.train import HISTORY_FILE, TrainOptions, fit, prepare, save_checkpoint
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.json"
@@ -93,15 +82,7 @@ def train_distributed(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    profiles = catalogue(settings.paths.features)
-    if init_from:
-        model, vocab = load_model(init_from)
-    else:
-        regions = pl.read_parquet(training_set, columns=[s.REGION])[s.REGION].unique().to_list()
-        vocab = Vocab.build(profiles, regions)
-        model = new_model(vocab, profiles, settings.features.history_length, settings.features.embedding_dim)
-    arrays, times = load_groups(training_set, vocab, model.config.history_length, model.config.title_dim)
-    train_arrays, val_arrays = split_by_time(arrays, times, val_weeks)
+    model, vocab, train_arrays, val_arrays, times = prepare(settings, training_set, init_from, val_weeks)
 
     out = Path(out)
     init_dir = out.parent / f".{out.name}-init"

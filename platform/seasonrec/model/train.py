@@ -173,6 +173,22 @@ def catalogue(features_dir: Path) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
+def prepare(settings, training_set: Path, init_from: Path | None, val_weeks: int):
+    """(model, vocab, training arrays, validation arrays, group times): a new model, or last season's."""
+    from seasonrec.model.data import load_groups, split_by_time
+
+    if init_from:
+        model, vocab = load_model(init_from)
+    else:
+        profiles = catalogue(settings.paths.features)
+        regions = pl.read_parquet(training_set, columns=[s.REGION])[s.REGION].unique().to_list()
+        vocab = Vocab.build(profiles, regions)
+        model = new_model(vocab, profiles, settings.features.history_length, settings.features.embedding_dim)
+    arrays, times = load_groups(training_set, vocab, model.config.history_length, model.config.title_dim)
+    train_arrays, val_arrays = split_by_time(arrays, times, val_weeks)
+    return model, vocab, train_arrays, val_arrays, times
+
+
 def train(
     settings,
     training_set: Path,
@@ -182,18 +198,8 @@ def train(
     val_weeks: int = 4,
 ) -> dict:
     """Train on one device (no Ray); keep the checkpoint of the best validation epoch in `out`."""
-    from seasonrec.model.data import load_groups, split_by_time
-
     torch.manual_seed(options.seed)
-    profiles = catalogue(settings.paths.features)
-    if init_from:
-        model, vocab = load_model(init_from)
-    else:
-        regions = pl.read_parquet(training_set, columns=[s.REGION])[s.REGION].unique().to_list()
-        vocab = Vocab.build(profiles, regions)
-        model = new_model(vocab, profiles, settings.features.history_length, settings.features.embedding_dim)
-    arrays, times = load_groups(training_set, vocab, model.config.history_length, model.config.title_dim)
-    train_arrays, val_arrays = split_by_time(arrays, times, val_weeks)
+    model, vocab, train_arrays, val_arrays, times = prepare(settings, training_set, init_from, val_weeks)
     device = torch.device("cpu")
     best = {"val_loss": math.inf}
 
