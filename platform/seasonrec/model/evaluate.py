@@ -31,9 +31,12 @@ log = logging.getLogger(__name__)
 REQUEST_CHUNK = 16
 
 
-def _asof(left: pl.DataFrame, table: Path, by: list[str], at: str = "at") -> pl.DataFrame:
-    right = pl.read_parquet(table).sort(s.FEATURE_TS)
-    # Both sides are sorted on time just above; polars cannot verify that within `by` groups.
+def _table(features: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(features / f"{name}.parquet").sort(s.FEATURE_TS)
+
+
+def _asof(left: pl.DataFrame, right: pl.DataFrame, by: list[str], at: str = "at") -> pl.DataFrame:
+    # Both sides are sorted on time (`_table` sorts the right); polars cannot verify that within `by` groups.
     return left.sort(at).join_asof(
         right,
         left_on=at,
@@ -60,8 +63,8 @@ def requests(purchases: pl.DataFrame, start: datetime, end: datetime) -> pl.Data
 
 
 def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
-    state = _asof(reqs, features / f"{s.USER_STATS}.parquet", [s.USER_ID]).drop(s.FEATURE_TS)
-    state = _asof(state, features / f"{s.USER_HISTORY}.parquet", [s.USER_ID]).drop(s.FEATURE_TS)
+    state = _asof(reqs, _table(features, s.USER_STATS), [s.USER_ID]).drop(s.FEATURE_TS)
+    state = _asof(state, _table(features, s.USER_HISTORY), [s.USER_ID]).drop(s.FEATURE_TS)
     context = seasonal_context(
         {
             s.REQUEST_TS: state[s.REQUEST_TS].to_list(),
@@ -75,11 +78,13 @@ def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
     return state.with_columns(pl.Series(k, context[k]) for k in keep)
 
 
-def item_state(catalogue: pl.DataFrame, features: Path, at: datetime, region: str) -> pl.DataFrame:
+def item_state(
+    catalogue: pl.DataFrame, demand: pl.DataFrame, trends: pl.DataFrame, at: datetime, region: str
+) -> pl.DataFrame:
     """Every catalogue item as of `at` in `region`, in catalogue order."""
     frame = catalogue.with_columns(pl.lit(at).alias("at"), pl.lit(region).alias(s.REGION))
-    frame = _asof(frame, features / f"{s.ITEM_DEMAND}.parquet", [s.ITEM_ID]).drop(s.FEATURE_TS)
-    frame = _asof(frame, features / f"{s.REGION_ITEM_TRENDS}.parquet", [s.REGION, s.ITEM_ID]).drop(s.FEATURE_TS)
+    frame = _asof(frame, demand, [s.ITEM_ID]).drop(s.FEATURE_TS)
+    frame = _asof(frame, trends, [s.REGION, s.ITEM_ID]).drop(s.FEATURE_TS)
     week = at.isocalendar().week
     ts = int(at.timestamp())
     return frame.with_columns(
@@ -113,6 +118,8 @@ def evaluate(settings, checkpoint: Path, start: datetime, end: datetime, out: Pa
     ids = catalogue[s.ITEM_ID].to_list()
     index = {item: i for i, item in enumerate(ids)}
     reqs = user_state(requests(purchases, start, end), features)
+    # Read once: every (week, region) below joins against the same two tables.
+    demand, trends = _table(features, s.ITEM_DEMAND), _table(features, s.REGION_ITEM_TRENDS)
     baselines = Baselines(purchases, ids, cooccurrence_until=start)
     launched = catalogue[s.LAUNCH_TS].to_numpy()
     start_ts = int(start.timestamp())
@@ -123,7 +130,7 @@ def evaluate(settings, checkpoint: Path, start: datetime, end: datetime, out: Pa
         at, region = group["at"][0], group[s.REGION][0]
         ts = int(at.timestamp())
         unlisted = launched > ts
-        items = item_arrays(item_state(catalogue, features, at, region), vocab, model.config.title_dim)
+        items = item_arrays(item_state(catalogue, demand, trends, at, region), vocab, model.config.title_dim)
         users = user_arrays(group, vocab, model.config.history_length)
         ranker = _ranker_scores(model, users, items)
         popularity = baselines.global_popularity(ts)
