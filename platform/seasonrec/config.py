@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from seasonrec.errors import SeasonrecError
 
 ENV_PREFIX = "SEASONREC__"
+# Names the settings YAML when no --config is given (the Helm chart mounts one here).
+CONFIG_ENV = "SEASONREC_CONFIG"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = PROJECT_ROOT / "configs" / "local.yaml"
 
@@ -105,6 +107,26 @@ class TrainConfig(_Model):
     seed: int = 0
 
 
+class TritonConfig(_Model):
+    # Where the scorer finds Triton; the embedded server binds these ports on `host`.
+    host: str = "127.0.0.1"
+    http_port: int = Field(8000, gt=0, lt=65536)
+    grpc_port: int = Field(8001, gt=0, lt=65536)
+    metrics_port: int = Field(8002, gt=0, lt=65536)
+    model: str = "ranker"
+    repository: Path = Path("model_repository")
+    # A scoring call slower than this falls back to seasonal popularity.
+    timeout_ms: int = Field(200, gt=0)
+
+
+class ServingConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, gt=0, lt=65536)
+    rules_path: Path = Path("configs/rules.yaml")
+    # Most candidates a request may send; more is a 422, not a slow request.
+    max_candidates: int = Field(1_000, gt=0)
+
+
 class Settings(_Model):
     paths: PathsConfig = PathsConfig()
     generate: GenerateConfig = GenerateConfig()
@@ -112,6 +134,8 @@ class Settings(_Model):
     features: FeaturesConfig = FeaturesConfig()
     feast: FeastConfig = FeastConfig()
     train: TrainConfig = TrainConfig()
+    triton: TritonConfig = TritonConfig()
+    serving: ServingConfig = ServingConfig()
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
@@ -138,8 +162,12 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_settings(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Settings:
-    """Read a YAML config (default `configs/local.yaml`) and apply `SEASONREC__*` overrides."""
-    path = Path(path) if path else DEFAULT_CONFIG
+    """Read a YAML config and apply `SEASONREC__*` overrides.
+
+    Without a path: `$SEASONREC_CONFIG`, else `configs/local.yaml`.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path = Path(path or env.get(CONFIG_ENV) or DEFAULT_CONFIG)
     if not path.is_file():
         raise SeasonrecError(f"{path}: config file not found")
     try:
@@ -148,7 +176,6 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         raise SeasonrecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(raw, dict):
         raise SeasonrecError(f"{path}: top level must be a mapping")
-    env = dict(os.environ if environ is None else environ)
     merged = _merge(raw, _env_overrides(env))
     try:
         return Settings.model_validate(merged)
