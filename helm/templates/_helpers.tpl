@@ -1,0 +1,245 @@
+{{/* Chart name, overridable. */}}
+{{- define "seasonrec.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Release-qualified name. Ray object names stay within 40 characters: KubeRay derives
+Service and pod names from them, and those must fit 63.
+*/}}
+{{- define "seasonrec.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "seasonrec.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "seasonrec.labels" -}}
+helm.sh/chart: {{ include "seasonrec.chart" . }}
+{{ include "seasonrec.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels a selector matches on; add app.kubernetes.io/component per workload. */}}
+{{- define "seasonrec.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "seasonrec.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* `ray start` parameters: KubeRay takes strings only, so `--set ...num-cpus=4` is quoted here. */}}
+{{- define "seasonrec.rayStartParams" -}}
+{{- if . }}
+{{- range $i, $k := keys . | sortAlpha }}
+{{- if $i }}{{ "\n" }}{{ end }}
+{{- $k }}: {{ index $ $k | toString | quote }}
+{{- end }}
+{{- else -}}
+{}
+{{- end }}
+{{- end }}
+
+{{- define "seasonrec.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{- define "seasonrec.tritonName" -}}
+{{- printf "%s-triton" (include "seasonrec.fullname" .) }}
+{{- end }}
+
+{{- define "seasonrec.redisName" -}}
+{{- printf "%s-redis" (include "seasonrec.fullname" .) }}
+{{- end }}
+
+{{- define "seasonrec.storageClaim" -}}
+{{- default (printf "%s-data" (include "seasonrec.fullname" .)) .Values.storage.existingClaim }}
+{{- end }}
+
+{{- define "seasonrec.redisHostPort" -}}
+{{- if .Values.redis.enabled }}
+{{- printf "%s:6379" (include "seasonrec.redisName" .) }}
+{{- else }}
+{{- required "redis.external.host is required when redis.enabled is false" .Values.redis.external.host }}:{{ .Values.redis.external.port }}
+{{- end }}
+{{- end }}
+
+{{- define "seasonrec.redisPasswordEnv" -}}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "redis.auth.existingSecret is required when redis.auth.enabled is true" .Values.redis.auth.existingSecret }}
+      key: {{ .Values.redis.auth.existingSecretPasswordKey }}
+{{- end }}
+
+{{/*
+Environment of every seasonrec process. The Redis password is a secret reference;
+Kubernetes expands $(REDIS_PASSWORD) into the Feast connection string inside the pod.
+*/}}
+{{- define "seasonrec.appEnv" -}}
+- name: SEASONREC_CONFIG
+  value: /etc/seasonrec/settings.yaml
+- name: SEASONREC__PATHS__DATA_DIR
+  value: /var/lib/seasonrec/data
+- name: SEASONREC__SERVING__RULES_PATH
+  value: /etc/seasonrec/rules/rules.yaml
+- name: SEASONREC__FEAST__PROFILE
+  value: redis
+{{- if .Values.redis.auth.enabled }}
+{{ include "seasonrec.redisPasswordEnv" . }}
+- name: SEASONREC__FEAST__REDIS_CONNECTION
+  value: "{{ include "seasonrec.redisHostPort" . }},password=$(REDIS_PASSWORD)"
+{{- else }}
+- name: SEASONREC__FEAST__REDIS_CONNECTION
+  value: {{ include "seasonrec.redisHostPort" . | quote }}
+{{- end }}
+- name: SEASONREC__TRITON__HOST
+  value: {{ include "seasonrec.tritonName" . }}
+- name: SEASONREC__TRITON__GRPC_PORT
+  value: "8001"
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Config files as one projected volume at /etc/seasonrec. No subPath anywhere: the kubelet
+swaps the whole directory when a ConfigMap changes, which is what lets rules.yaml roll
+out to running ReRankers without a restart.
+*/}}
+{{- define "seasonrec.appVolumes" -}}
+- name: config
+  projected:
+    sources:
+      - configMap:
+          name: {{ include "seasonrec.fullname" . }}-settings
+          items:
+            - key: settings.yaml
+              path: settings.yaml
+      - configMap:
+          name: {{ include "seasonrec.fullname" . }}-rules
+          items:
+            - key: rules.yaml
+              path: rules/rules.yaml
+      - configMap:
+          name: {{ include "seasonrec.fullname" . }}-feast
+          items:
+            - key: feature_store.yaml
+              path: feast/feature_store.yaml
+- name: data
+  persistentVolumeClaim:
+    claimName: {{ include "seasonrec.storageClaim" . }}
+{{- end }}
+
+{{- define "seasonrec.appVolumeMounts" -}}
+- name: config
+  mountPath: /etc/seasonrec
+  readOnly: true
+- name: data
+  mountPath: /var/lib/seasonrec
+{{- end }}
+
+{{/* Restart the Ray pods when settings change (rules reload live, so they are left out). */}}
+{{- define "seasonrec.settingsChecksum" -}}
+checksum/settings: {{ include (print $.Template.BasePath "/configmap-settings.yaml") . | sha256sum }}
+{{- end }}
+
+{{/* A seasonrec container of a Ray pod: image, env, config and shared storage. Takes a dict: root, name, resources, ports. */}}
+{{- define "seasonrec.rayContainer" -}}
+{{- $ := .root -}}
+- name: {{ .name }}
+  image: {{ include "seasonrec.image" $ }}
+  imagePullPolicy: {{ $.Values.image.pullPolicy }}
+  workingDir: {{ $.Values.image.workdir }}
+  env:
+    {{- include "seasonrec.appEnv" $ | nindent 4 }}
+  volumeMounts:
+    {{- include "seasonrec.appVolumeMounts" $ | nindent 4 }}
+  {{- with .ports }}
+  ports:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .resources }}
+  resources:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+
+{{- define "seasonrec.headPorts" -}}
+- name: gcs-server
+  containerPort: 6379
+- name: dashboard
+  containerPort: 8265
+- name: client
+  containerPort: 10001
+{{- end }}
+
+{{/* Head group of the training clusters (RayJob and standalone RayCluster). */}}
+{{- define "seasonrec.trainHeadGroup" -}}
+rayStartParams: {}
+template:
+  metadata:
+    labels:
+      {{- include "seasonrec.labels" . | nindent 6 }}
+      app.kubernetes.io/component: train-head
+    annotations:
+      {{- include "seasonrec.settingsChecksum" . | nindent 6 }}
+  spec:
+    {{- with .Values.imagePullSecrets }}
+    imagePullSecrets:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    containers:
+      {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-head" "resources" .Values.trainHead.resources "ports" (include "seasonrec.headPorts" . | fromYamlArray)) | nindent 6 }}
+    volumes:
+      {{- include "seasonrec.appVolumes" . | nindent 6 }}
+{{- end }}
+
+{{/* The GPU worker group, written once for the RayJob's cluster and the standalone RayCluster. */}}
+{{- define "seasonrec.gpuWorkerGroup" -}}
+{{- $gpu := dict "nvidia.com/gpu" .Values.gpuWorkers.gpusPerPod }}
+{{- $resources := deepCopy .Values.gpuWorkers.resources }}
+{{- $_ := set $resources "limits" (merge $gpu (default (dict) $resources.limits)) -}}
+- groupName: {{ .Values.gpuWorkers.groupName }}
+  replicas: {{ .Values.gpuWorkers.replicas }}
+  minReplicas: {{ .Values.gpuWorkers.minReplicas }}
+  maxReplicas: {{ .Values.gpuWorkers.maxReplicas }}
+  rayStartParams: {{- include "seasonrec.rayStartParams" .Values.gpuWorkers.rayStartParams | nindent 4 }}
+  template:
+    metadata:
+      labels:
+        {{- include "seasonrec.labels" . | nindent 8 }}
+        app.kubernetes.io/component: gpu-worker
+      annotations:
+        {{- include "seasonrec.settingsChecksum" . | nindent 8 }}
+    spec:
+      {{- with .Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.gpuWorkers.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with .Values.gpuWorkers.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      containers:
+        {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-worker" "resources" $resources) | nindent 8 }}
+      volumes:
+        {{- include "seasonrec.appVolumes" . | nindent 8 }}
+{{- end }}
