@@ -152,6 +152,17 @@ out to running ReRankers without a restart.
   mountPath: /var/lib/seasonrec
 {{- end }}
 
+{{/* Training clusters also see Triton's repository (type pvc), where ray_jobs/export.py writes new versions. */}}
+{{- define "seasonrec.exportsModels" -}}
+{{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.type "pvc") }}true{{ end }}
+{{- end }}
+
+{{- define "seasonrec.modelsVolume" -}}
+- name: models
+  persistentVolumeClaim:
+    claimName: {{ required "triton.modelRepository.existingClaim is required when triton.modelRepository.type is pvc" .Values.triton.modelRepository.existingClaim }}
+{{- end }}
+
 {{/* Restart the Ray pods when settings change (rules reload live, so they are left out). */}}
 {{- define "seasonrec.settingsChecksum" -}}
 checksum/settings: {{ include (print $.Template.BasePath "/configmap-settings.yaml") . | sha256sum }}
@@ -168,6 +179,10 @@ checksum/settings: {{ include (print $.Template.BasePath "/configmap-settings.ya
     {{- include "seasonrec.appEnv" $ | nindent 4 }}
   volumeMounts:
     {{- include "seasonrec.appVolumeMounts" $ | nindent 4 }}
+    {{- if .models }}
+    - name: models
+      mountPath: /models
+    {{- end }}
   {{- with .ports }}
   ports:
     {{- toYaml . | nindent 4 }}
@@ -203,9 +218,12 @@ template:
       {{- toYaml . | nindent 6 }}
     {{- end }}
     containers:
-      {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-head" "resources" .Values.trainHead.resources "ports" (include "seasonrec.headPorts" . | fromYamlArray)) | nindent 6 }}
+      {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-head" "resources" .Values.trainHead.resources "ports" (include "seasonrec.headPorts" . | fromYamlArray) "models" (include "seasonrec.exportsModels" .)) | nindent 6 }}
     volumes:
       {{- include "seasonrec.appVolumes" . | nindent 6 }}
+      {{- if include "seasonrec.exportsModels" . }}
+      {{- include "seasonrec.modelsVolume" . | nindent 6 }}
+      {{- end }}
 {{- end }}
 
 {{/* The GPU worker group, written once for the RayJob's cluster and the standalone RayCluster. */}}
@@ -239,7 +257,10 @@ template:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       containers:
-        {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-worker" "resources" $resources) | nindent 8 }}
+        {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-worker" "resources" $resources "models" (include "seasonrec.exportsModels" .)) | nindent 8 }}
       volumes:
         {{- include "seasonrec.appVolumes" . | nindent 8 }}
+        {{- if include "seasonrec.exportsModels" . }}
+        {{- include "seasonrec.modelsVolume" . | nindent 8 }}
+        {{- end }}
 {{- end }}
