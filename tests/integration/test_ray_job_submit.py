@@ -1,4 +1,4 @@
-"""`ray job submit` of ray_jobs/train.py to a real local head, exactly as the docstring shows."""
+"""`ray job submit` of ray_jobs/ entrypoints to a real local head, exactly as their docstrings show."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,61 @@ def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_
     assert status.stdout.strip() == "SUCCEEDED", status.stderr[-2000:]
     assert (out / "config.json").is_file() and (out / "vocab.json").is_file()
     assert json.loads((out / "training_history.json").read_text())["epochs"]
+
+
+def test_materialize_job_succeeds_and_fills_the_online_store(ray_head, tiny_shop, tmp_path):
+    from seasonrec.features import store as feast_store
+
+    # An applied but empty store of its own: a fresh folder and a project name no other test uses.
+    shutil.copytree(tiny_shop.paths.root, tmp_path / "data")
+    shutil.rmtree(tmp_path / "data" / "feast", ignore_errors=True)
+    project = f"seasonrec_job_{uuid.uuid4().hex[:10]}"
+    settings = tiny_shop.model_copy(
+        update={
+            "paths": tiny_shop.paths.model_copy(update={"data_dir": tmp_path / "data"}),
+            "feast": tiny_shop.feast.model_copy(update={"profile": "embedded", "project": project}),
+        }
+    )
+    feast_store.apply(settings)
+    user = feast_store.sample_users(settings, 1)[0]
+    assert feast_store.online_features(settings, user)["user"]["n_purchases"] is None
+    config = tmp_path / "job.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {"paths": {"data_dir": str(settings.paths.root)}, "feast": {"profile": "embedded", "project": project}}
+        )
+    )
+    env = {**clean_env(), **TOKEN_ENV}
+    proc = subprocess.run(
+        [
+            str(BIN / "ray"),
+            "job",
+            "submit",
+            "--address",
+            ray_head,
+            "--working-dir",
+            ".",
+            "--",
+            "python",
+            "ray_jobs/materialize.py",
+            "--config",
+            str(config),
+            "--end",
+            "2024-07-01T00:00:00",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    job_id = re.search(r"Job '(raysubmit_\w+)' submitted", proc.stdout + proc.stderr).group(1)
+    query = (
+        f"from ray.job_submission import JobSubmissionClient as C; print(C('{ray_head}').get_job_status('{job_id}'))"
+    )
+    status = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, env=env, timeout=60)
+    assert status.stdout.strip() == "SUCCEEDED", status.stderr[-2000:]
+    summary = next(json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"profile"'))
+    assert summary == {"profile": "embedded", "start": "1995-01-01T00:00:00+00:00", "end": "2024-07-01T00:00:00+00:00"}
+    assert feast_store.online_features(settings, user)["user"]["n_purchases"] > 0
