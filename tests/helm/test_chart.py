@@ -154,3 +154,13 @@ def test_notes_follow_what_is_enabled(notes):
     text = notes("--set", "serve.enabled=false", "--set", "triton.enabled=false")
     assert "serve-svc" not in text and "triton" not in text.lower()
     assert "Feast online store (Redis): rec-seasonrec-redis:6379" in text
+
+
+def test_readme_lists_every_parameter_with_its_description(chart):
+    values = (chart.path / "values.yaml").read_text()
+    readme = (chart.path / "README.md").read_text()
+    params = re.findall(r"^\s*## @param (\S+) (?:\[\w+\] )?(.+)$", values, re.M)
+    rows = dict(re.findall(r"^\| `([\w.-]+)` \| (.+?) \| `.*` \|$", readme, re.M))
+    assert [name for name, _ in params] == list(rows), "helm/README.md parameters differ from values.yaml"
+    for name, description in params:
+        assert rows[name] == description.replace("|", "\\|"), name
