@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[all,dev]'
 	# nvidia-pytriton pins numpy<2 while Feast needs numpy>=2; only its tritonserver binary is used.
 	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
+	# Its Python-backend stub is built against numpy 1.x: give it a Python of its own.
+	test -x $(VENV)/triton-python/bin/python || $(PYTHON) -m venv $(VENV)/triton-python
+	$(VENV)/triton-python/bin/pip install -q 'numpy<2' 'onnxruntime>=1.18'
 	touch $@
 
 demo: export SEASONREC__PATHS__DATA_DIR = $(DEMO_DATA)

@@ -152,6 +152,31 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> None:
     _print({"ranker": metrics["ranker"], "baselines": metrics["baselines"], "data": metrics["data"]})
 
 
+# --- export and Triton --------------------------------------------------------
+def _export(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.export.export import export_model
+
+    _print(
+        export_model(
+            settings, args.checkpoint, args.repository, args.training_set, args.version, args.tensorrt, args.metrics
+        )
+    )
+
+
+def _triton(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.triton.server import TritonServer
+
+    server = TritonServer(settings)
+    if args.command == "start":
+        _print(server.start(load=not args.no_load))
+    elif args.command == "stop":
+        _print({"stopped": server.stop()})
+    elif args.command == "status":
+        _print(server.status())
+    elif args.command == "swap":
+        _print(server.swap(args.to))
+
+
 # --- bench --------------------------------------------------------------------
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec import bench
@@ -230,14 +255,38 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=_evaluate)
 
+    p = groups.add_parser("export", help="checkpoint -> ONNX (parity-checked) -> a new Triton model version")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--repository", type=Path, help="Triton model repository (default: triton.repository)")
+    p.add_argument("--training-set", type=Path, help="real batches for the parity check (default: <data_dir>/...)")
+    p.add_argument("--version", type=int, help="version number (default: newest + 1); never an existing one")
+    p.add_argument("--tensorrt", action="store_true", help="also build a TensorRT FP16 plan where TensorRT runs")
+    p.add_argument("--metrics", type=Path, help="metrics.json from `seasonrec evaluate`, for the model card")
+    p.set_defaults(run=_export)
+
+    triton = groups.add_parser("triton", help="the embedded Triton server").add_subparsers(
+        dest="command", required=True
+    )
+    p = triton.add_parser("start", help="start tritonserver on triton.* ports and load the ranker")
+    p.add_argument("--no-load", action="store_true", help="start with no model loaded")
+    p.set_defaults(run=_triton)
+    triton.add_parser("stop", help="stop the server this data dir started").set_defaults(run=_triton)
+    triton.add_parser("status", help="pid, ports and model states").set_defaults(run=_triton)
+    p = triton.add_parser("swap", help="load version N beside the live one, then unload the old (no downtime)")
+    p.add_argument("--to", type=int, help="version to serve (default: the newest)")
+    p.set_defaults(run=_triton)
+
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
-    p.add_argument("what", choices=["ingest", "generate", "features", "online", "train"])
-    p.add_argument("--training-set", type=Path, help="train: the training set to time on")
+    p.add_argument("what", choices=["ingest", "generate", "features", "online", "train", "scoring"])
+    p.add_argument("--training-set", type=Path, help="train: the training set to time on; scoring: parity batches")
+    p.add_argument("--checkpoint", type=Path, help="scoring: the ranker (default: <data_dir>/checkpoints/ranker)")
+    p.add_argument("--candidates", default="10,50,200,1000", help="scoring: candidate counts per request")
+    p.add_argument("--ways", default="eager,onnxruntime,triton", help="scoring: which of eager,onnxruntime,triton")
     p.add_argument("--input", type=Path, help="ingest: the Online Retail file")
     p.add_argument("--events", type=int, default=1_000_000, help="features: synthetic events to aim for")
     p.add_argument("--users", type=int, default=1_000_000, help="generate: synthetic users")
     p.add_argument("--items", type=int, default=200, help="online: items per request")
-    p.add_argument("--requests", type=int, default=300, help="online: timed requests per store")
+    p.add_argument("--requests", type=int, default=300, help="online, scoring: timed requests per line")
     p.add_argument("--no-record", action="store_true", help="print only; do not touch docs/benchmarks.md")
     p.set_defaults(run=_bench)
     return parser

@@ -117,6 +117,12 @@ class TritonConfig(_Model):
     repository: Path = Path("model_repository")
     # A scoring call slower than this falls back to seasonal popularity.
     timeout_ms: int = Field(200, gt=0)
+    # tritonserver to run; empty: the one inside the nvidia-pytriton wheel.
+    binary: str = ""
+    # Python for the Python backend's stub: numpy 1.x and onnxruntime (`make install` creates it).
+    python_env: Path = Path(".venv/triton-python")
+    # Seconds to wait for the server and its model to become ready.
+    start_timeout_s: int = Field(120, gt=0)
 
 
 class ServingConfig(_Model):

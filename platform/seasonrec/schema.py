@@ -105,3 +105,20 @@ WEEKS_PER_YEAR = 53
 # --- Feast: feature services -------------------------------------------------
 RANKER_SERVICE = "ranker_v1"
 CANDIDATES_SERVICE = "candidates_v1"
+
+# --- the ranker's tensors: ONNX graph, Triton configs and the scorer client ---
+# name -> (Triton data type, shape after the batch axis). Every axis is dynamic (-1):
+# history length and title width come from the checkpoint, so one committed
+# config.pbtxt serves every exported version.
+RANKER_MODEL = "ranker"
+RANKER_INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "history_ids": ("TYPE_INT64", (-1,)),  # item indices, padded on the left
+    "history_age_hours": ("TYPE_FP32", (-1,)),
+    "context": ("TYPE_FP32", (-1,)),  # season, holiday distance, user totals
+    "region": ("TYPE_INT64", ()),
+    "cand_ids": ("TYPE_INT64", (-1,)),
+    "cand_categories": ("TYPE_INT64", (-1,)),
+    "cand_titles": ("TYPE_FP32", (-1, -1)),
+    "cand_dense": ("TYPE_FP32", (-1, -1)),
+}
+RANKER_OUTPUT = "scores"  # [batch, candidates], higher is better

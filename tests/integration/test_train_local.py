@@ -69,3 +69,48 @@ def test_evaluation_writes_metrics_for_the_ranker_and_every_baseline(training_se
     assert metrics["ranker"]["auc"] > 0.6
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["ranker"] == metrics["ranker"]
     assert (tmp_path / "eval" / "report.html").is_file() and (tmp_path / "eval" / "metrics_per_week.png").is_file()
+
+
+def _cli_error(capsys, *argv) -> str:
+    from seasonrec.cli import main
+
+    code = main([str(a) for a in argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(training_set, tmp_path, capsys):
+    import json
+
+    settings, path = training_set
+    train(settings, path, tmp_path / "ckpt", TrainOptions(epochs=1, batch_size=128))
+    config = tmp_path / "ckpt" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "bert"}))
+    err = _cli_error(capsys, "train", "--workers", "0", "--training-set", path, "--init-from", tmp_path / "ckpt")
+    assert "config.json" in err and "'bert'" in err and "incompatible model" in err
+
+
+def test_a_training_set_with_other_title_embeddings_is_refused(training_set, tmp_path, capsys):
+    import polars as pl
+
+    from seasonrec import schema as s
+
+    settings, path = training_set
+    train(settings, path, tmp_path / "ckpt", TrainOptions(epochs=1, batch_size=128))
+    other = tmp_path / "other.parquet"
+    rows = pl.read_parquet(path)
+    rows.with_columns(pl.col(s.TITLE_EMBEDDING).list.head(8)).write_parquet(other)
+    err = _cli_error(capsys, "train", "--workers", "0", "--training-set", other, "--init-from", tmp_path / "ckpt")
+    assert s.TITLE_EMBEDDING in err and "8 dimensions" in err
+
+
+def test_an_empty_training_window_is_a_clear_error(training_set, tmp_path, capsys, monkeypatch):
+    settings, _ = training_set
+    monkeypatch.setenv("SEASONREC__PATHS__DATA_DIR", str(settings.paths.root))
+    monkeypatch.setenv("SEASONREC__FEAST__PROJECT", settings.feast.project)
+    monkeypatch.setenv("SEASONREC__FEATURES__TITLE_ENCODER", "hashing")
+    out = tmp_path / "empty.parquet"
+    err = _cli_error(capsys, "features", "training-set", "--end", "2000-01-01T00:00:00", "--out", out)
+    assert "empty training window" in err
+    assert not out.exists()

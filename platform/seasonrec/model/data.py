@@ -19,14 +19,20 @@ from seasonrec.model.batch import Vocab, item_arrays, user_arrays
 Arrays = dict[str, np.ndarray]
 
 
-def load_groups(training_set: Path, vocab: Vocab, history_length: int, title_dim: int) -> tuple[Arrays, np.ndarray]:
+def load_groups(
+    training_set: Path, vocab: Vocab, history_length: int, title_dim: int, max_groups: int | None = None
+) -> tuple[Arrays, np.ndarray]:
     """(arrays with a leading group axis, the request time of each group in Unix seconds).
 
     Candidates are ordered positive first, so the target of every group is index 0.
+    `max_groups` reads only the first groups of the file.
     """
     if not Path(training_set).is_file():
         raise SeasonrecError(f"{training_set}: training set not found; run `seasonrec features training-set` first")
-    rows = pl.read_parquet(training_set).sort(GROUP, LABEL, descending=[False, True])
+    scan = pl.scan_parquet(training_set)
+    if max_groups:
+        scan = scan.join(scan.select(pl.col(GROUP).unique(maintain_order=True).head(max_groups)), on=GROUP, how="semi")
+    rows = scan.collect().sort(GROUP, LABEL, descending=[False, True])
     if rows.is_empty():
         raise SeasonrecError(f"{training_set}: the training set is empty")
     sizes = rows.group_by(GROUP).len()["len"]

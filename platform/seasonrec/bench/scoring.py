@@ -1,0 +1,156 @@
+"""Scoring one request: PyTorch eager, ONNX Runtime in-process, and Triton, side by side.
+
+Inputs have the checkpoint's shapes and random values in its vocabulary's
+ranges: the cost of scoring does not depend on which items are asked about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from seasonrec import schema as s
+from seasonrec.bench import percentiles
+from seasonrec.config import Settings
+from seasonrec.errors import SeasonrecError
+from seasonrec.progress import progress
+
+WAYS = ("eager", "onnxruntime", "triton")
+
+
+def random_request(config, candidates: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """One request (batch of 1) with `candidates` candidates, shaped for `config`."""
+    rng = np.random.default_rng(seed)
+    h = config.history_length
+    history = rng.integers(2, config.n_items, (1, h))
+    history[:, : h // 3] = 0  # a third of the history is padding, as for most users
+    return {
+        "history_ids": history.astype(np.int64),
+        "history_age_hours": rng.uniform(1, 5_000, (1, h)).astype(np.float32),
+        "context": rng.normal(size=(1, config.context_dim)).astype(np.float32),
+        "region": rng.integers(2, config.n_regions, (1,)).astype(np.int64),
+        "cand_ids": rng.integers(1, config.n_items, (1, candidates)).astype(np.int64),
+        "cand_categories": rng.integers(1, config.n_categories, (1, candidates)).astype(np.int64),
+        "cand_titles": rng.normal(size=(1, candidates, config.title_dim)).astype(np.float32),
+        "cand_dense": rng.normal(size=(1, candidates, config.item_dense_dim)).astype(np.float32),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _eager(model):
+    import torch
+
+    def call(batch):
+        with torch.inference_mode():
+            return model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+
+    return call
+
+
+def _onnxruntime(path: Path):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return lambda batch: session.run([s.RANKER_OUTPUT], batch)
+
+
+def bench_scoring(settings: Settings, args) -> tuple[str, list[dict]]:
+    from seasonrec.export.export import export_model
+    from seasonrec.model.train import load_model
+    from seasonrec.triton.server import TritonServer
+
+    checkpoint = Path(args.checkpoint or settings.paths.root / "checkpoints" / "ranker")
+    counts = [int(c) for c in args.candidates.split(",")]
+    ways = [w for w in args.ways.split(",") if w]
+    if unknown := set(ways) - set(WAYS):
+        raise SeasonrecError(f"--ways: unknown {sorted(unknown)}; choose from {', '.join(WAYS)}")
+    model, _ = load_model(checkpoint)
+    model.eval()
+    work = Path(tempfile.mkdtemp(prefix="bench-scoring-", dir=settings.paths.root))
+    bench = settings.model_copy(
+        update={
+            "paths": settings.paths.model_copy(update={"data_dir": work}),
+            "triton": settings.triton.model_copy(
+                update={
+                    "repository": work / "repository",
+                    "http_port": _free_port(),
+                    "grpc_port": _free_port(),
+                    "metrics_port": _free_port(),
+                    "timeout_ms": 10_000,
+                }
+            ),
+        }
+    )
+    calls = {"eager": _eager(model)}
+    server = None
+    if {"onnxruntime", "triton"} & set(ways):
+        exported = export_model(bench, checkpoint, training_set=args.training_set)
+        calls["onnxruntime"] = _onnxruntime(Path(exported["path"]) / "model.onnx")
+    loop = asyncio.new_event_loop()
+    try:
+        if "triton" in ways:
+            server = TritonServer(bench)
+            server.start()
+            client = loop.run_until_complete(_make_client(bench))
+            calls["triton"] = lambda batch: loop.run_until_complete(client.score(batch))
+        return _measure(calls, ways, counts, args.requests, model.config)
+    finally:
+        if server is not None:
+            server.stop()
+        loop.close()
+
+
+async def _make_client(settings: Settings):
+    from seasonrec.triton.client import RankerClient
+
+    return RankerClient(settings.triton)
+
+
+def _measure(calls, ways, counts, requests, config) -> tuple[str, list[dict]]:
+    results: dict[tuple[str, int], dict] = {}
+    for count in progress(counts, description="scoring, candidates per request"):
+        batch = random_request(config, count)
+        for way in ways:
+            results[way, count] = percentiles(lambda fn=calls[way], b=batch: fn(b), requests, warmup=10)
+    rows = []
+    for count in counts:
+        for way in ways:
+            r = results[way, count]
+            row = {
+                "candidates": count,
+                "way": way,
+                "p50_ms": r["p50_ms"],
+                "p99_ms": r["p99_ms"],
+                "requests/s": round(1000 / r["p50_ms"]),
+                "candidates/s": f"{round(1000 / r['p50_ms'] * count):,}",
+                "eager p50 / this p50": round(results["eager", count]["p50_ms"] / r["p50_ms"], 2)
+                if "eager" in ways
+                else "",
+                "this p50 / onnxruntime p50": round(r["p50_ms"] / results["onnxruntime", count]["p50_ms"], 2)
+                if "onnxruntime" in ways
+                else "",
+            }
+            rows.append(row)
+    lo, hi = min(counts), max(counts)
+    for way in ways:
+        ratio = results[way, hi]["p50_ms"] / results[way, lo]["p50_ms"]
+        rows.append(
+            {
+                "candidates": f"{hi} vs {lo}",
+                "way": way,
+                "p50_ms": f"cost ratio {ratio:.1f}x",
+                "p99_ms": f"for {hi // lo}x the candidates",
+                **{k: "" for k in ("requests/s", "candidates/s", "eager p50 / this p50", "this p50 / onnxruntime p50")},
+            }
+        )
+    title = f"Ranker scoring per request, {requests} timed requests per line, concurrency 1"
+    return title, rows

@@ -1,0 +1,194 @@
+"""Stage: checkpoint -> ONNX -> parity check -> a new version in the Triton model repository.
+
+The parity check runs the exported graph with ONNX Runtime on real batches of
+the training set and compares every score with PyTorch's; if any differs by
+more than `TOLERANCE`, nothing is published.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from seasonrec import schema as s
+from seasonrec.config import Settings
+from seasonrec.errors import SeasonrecError
+from seasonrec.export import tensorrt
+from seasonrec.export.repository import CARD_FILE, ModelRepository
+from seasonrec.model.data import Arrays, load_groups
+from seasonrec.model.ranker import SeasonalRanker
+from seasonrec.model.train import HISTORY_FILE, load_model
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| over every score, fp32
+OPSET = 18
+PARITY_GROUPS = 64
+
+
+def _axes() -> dict[str, dict[int, str]]:
+    axes: dict[str, dict[int, str]] = {}
+    for name, (_, _shape) in s.RANKER_INPUTS.items():
+        named = {0: "batch"}
+        if name.startswith("cand_"):
+            named[1] = "candidates"
+        elif name.startswith("history_"):
+            named[1] = "history"
+        axes[name] = named
+    axes[s.RANKER_OUTPUT] = {0: "batch", 1: "candidates"}
+    return axes
+
+
+def parity_batches(training_set: Path, model: SeasonalRanker, vocab) -> list[Arrays]:
+    """Real requests: 32 groups of the training set as they are, and one request with 200 of their candidates."""
+    arrays, _ = load_groups(
+        training_set, vocab, model.config.history_length, model.config.title_dim, max_groups=PARITY_GROUPS
+    )
+    n = len(arrays["region"])
+    if n < 2:
+        raise SeasonrecError(f"{training_set}: the parity check needs at least 2 groups, found {n}")
+    grouped = {k: v[: min(32, n)] for k, v in arrays.items()}
+    one = {k: v[:1] for k, v in arrays.items() if not k.startswith("cand_")}
+    for k, v in arrays.items():
+        if k.startswith("cand_"):
+            flat = v.reshape(-1, *v.shape[2:])
+            one[k] = np.resize(flat, (200, *flat.shape[1:]))[None]
+    return [grouped, one]
+
+
+def _scores(model: SeasonalRanker, batch: Arrays) -> np.ndarray:
+    with torch.inference_mode():
+        return model(**{k: torch.from_numpy(np.ascontiguousarray(batch[k])) for k in s.RANKER_INPUTS}).numpy()
+
+
+def to_onnx(model: SeasonalRanker, sample: Arrays, path: Path) -> None:
+    args = tuple(torch.from_numpy(np.ascontiguousarray(sample[k])) for k in s.RANKER_INPUTS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            args,
+            str(path),
+            input_names=list(s.RANKER_INPUTS),
+            output_names=[s.RANKER_OUTPUT],
+            dynamic_axes=_axes(),
+            opset_version=OPSET,
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+
+
+def check_parity(model: SeasonalRanker, path: Path, batches: list[Arrays]) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for batch in batches:
+        (onnx_scores,) = session.run([s.RANKER_OUTPUT], {k: batch[k] for k in s.RANKER_INPUTS})
+        worst = max(worst, float(np.abs(onnx_scores - _scores(model, batch)).max()))
+    return worst
+
+
+def _checkpoint_hash(checkpoint: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in checkpoint.iterdir() if p.is_file()):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _card(checkpoint: Path, training_set: Path, max_diff: float, plan: dict, metrics: Path | None) -> dict:
+    import polars as pl
+
+    times = pl.scan_parquet(training_set).select(
+        pl.col(s.REQUEST_TS).min().alias("start"), pl.col(s.REQUEST_TS).max().alias("end")
+    )
+    start, end = times.collect().row(0)
+    history = checkpoint / HISTORY_FILE
+    epochs = json.loads(history.read_text())["epochs"] if history.is_file() else []
+    card = {
+        "source_checkpoint": str(checkpoint.resolve()),
+        "checkpoint_sha256": _checkpoint_hash(checkpoint),
+        "data_window": {
+            "training_set": str(training_set.resolve()),
+            "first_request": datetime.fromtimestamp(start, UTC).isoformat(),
+            "last_request": datetime.fromtimestamp(end, UTC).isoformat(),
+        },
+        "validation": min(epochs, key=lambda e: e["val_loss"]) if epochs else None,
+        "parity": {"max_abs_diff": max_diff, "tolerance": TOLERANCE},
+        "tensorrt": plan,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if metrics:
+        if not metrics.is_file():
+            raise SeasonrecError(f"{metrics}: metrics file not found")
+        card["metrics"] = json.loads(metrics.read_text()).get("ranker")
+    return card
+
+
+def export_model(
+    settings: Settings,
+    checkpoint: Path,
+    repository: Path | None = None,
+    training_set: Path | None = None,
+    version: int | None = None,
+    build_tensorrt: bool = False,
+    metrics: Path | None = None,
+) -> dict:
+    """Publish the checkpoint as a new version of the ranker; return what was written."""
+    checkpoint = Path(checkpoint)
+    repository = settings.paths.resolve(Path(repository or settings.triton.repository))
+    training_set = Path(training_set or settings.paths.root / "training_set.parquet")
+    model, vocab = load_model(checkpoint)
+    model.eval()
+    repo = ModelRepository(repository, settings.triton.model)
+    version = repo.next_version(version)
+    batches = parity_batches(training_set, model, vocab)
+    with repo.staging(version) as stage:
+        onnx_path = stage / ONNX_FILE
+        log.info("exporting %s to ONNX", checkpoint)
+        to_onnx(model, batches[0], onnx_path)
+        import onnx
+
+        onnx.checker.check_model(str(onnx_path), full_check=True)
+        max_diff = check_parity(model, onnx_path, batches)
+        if not max_diff <= TOLERANCE:
+            raise SeasonrecError(
+                f"{checkpoint}: ONNX parity check failed: max |ONNX - PyTorch| = {max_diff:.2e} > {TOLERANCE:.0e};"
+                " nothing was written"
+            )
+        dims = {
+            "history": model.config.history_length,
+            "context": model.config.context_dim,
+            "title": model.config.title_dim,
+            "item_dense": model.config.item_dense_dim,
+        }
+        (stage / tensorrt.BUILD_SCRIPT).write_text(tensorrt.build_script(dims))
+        plan = {"requested": build_tensorrt, "built": False}
+        if build_tensorrt:
+            reason = tensorrt.unavailable_reason()
+            if reason is None:
+                tensorrt.build_plan(stage)
+                plan["built"] = True
+            else:
+                plan["reason"] = reason
+                log.warning(
+                    "no TensorRT plan built: %s. The onnxruntime_trt config turns on Triton's TensorRT "
+                    "execution accelerator instead, and the chart's init container can build the plan "
+                    "on the GPU node with %s.",
+                    reason,
+                    tensorrt.BUILD_SCRIPT,
+                )
+        card = _card(checkpoint, training_set, max_diff, plan, metrics)
+        (stage / CARD_FILE).write_text(json.dumps(card, indent=2))
+    target = repo.model_dir / str(version)
+    return {"version": version, "path": str(target), "max_abs_diff": max_diff, "tensorrt": plan}
