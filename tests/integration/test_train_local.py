@@ -74,6 +74,7 @@ def test_evaluation_writes_metrics_for_the_ranker_and_every_baseline(training_se
 def _cli_error(capsys, *argv) -> str:
     from seasonrec.cli import main
 
+    capsys.readouterr()  # only this command's output counts
     code = main([str(a) for a in argv])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import torch
 import torch.nn.functional as F
+from transformers.utils import logging as hf_logging
 
 from seasonrec import schema as s
 from seasonrec.errors import SeasonrecError
@@ -27,6 +28,8 @@ from seasonrec.model.data import Arrays
 from seasonrec.model.ranker import UNSEEN, SeasonalRanker, SeasonalRankerConfig
 
 log = logging.getLogger(__name__)
+# A bar per load and save of a 1-shard model is noise in our own progress output.
+hf_logging.disable_progress_bar()
 VOCAB_FILE = "vocab.json"
 HISTORY_FILE = "training_history.json"
 
