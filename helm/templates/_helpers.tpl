@@ -98,6 +98,8 @@ Kubernetes expands $(REDIS_PASSWORD) into the Feast connection string inside the
   value: /etc/seasonrec/rules/rules.yaml
 - name: SEASONREC__FEAST__PROFILE
   value: redis
+- name: SEASONREC__FEAST__STORE_YAML
+  value: /etc/seasonrec/feast/feature_store.yaml
 {{- if .Values.redis.auth.enabled }}
 {{ include "seasonrec.redisPasswordEnv" . }}
 - name: SEASONREC__FEAST__REDIS_CONNECTION

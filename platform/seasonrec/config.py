@@ -89,6 +89,8 @@ class FeastConfig(_Model):
     redis_connection: str = "127.0.0.1:6379"
     # Feast namespaces every key by project, so tests and environments can share one Redis.
     project: str = "seasonrec"
+    # A feature_store.yaml to use instead of the profile's file in repo_path (the chart mounts one).
+    store_yaml: Path | None = None
     # How long an online value stays valid before Feast treats it as missing.
     ttl_days: int = Field(400, gt=0)
 

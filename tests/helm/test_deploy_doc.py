@@ -7,9 +7,6 @@ import shlex
 
 import pytest
 
-# Written by the export and Triton issue alongside this guide; checked as soon as they land.
-PENDING_ENTRYPOINTS = {"ray_jobs/export.py", "ray_jobs/pipeline.py"}
-
 
 def _shell_blocks(chart) -> list[str]:
     text = (chart.repo / "docs" / "deploy.md").read_text()
@@ -70,28 +67,22 @@ def test_every_ray_job_submit_names_a_script_and_flags_it_takes(chart, doc):
     _, commands = doc
     submits = [c for c in commands if c.startswith("ray job submit")]
     assert len(submits) >= 5
-    pending = set()
     for command in submits:
         argv = shlex.split(command)
         assert argv[argv.index("--") + 1] == "python"
         script = argv[argv.index("--") + 2]
         assert script.startswith("ray_jobs/")
-        if script in PENDING_ENTRYPOINTS and not (chart.repo / script).is_file():
-            pending.add(script)
-            continue
         assert (chart.repo / script).is_file(), f"{command}: no {script}"
         flags = {a for a in argv[argv.index("--") + 3 :] if a.startswith("--")}
         assert flags <= _script_flags(chart.repo / script), f"{command}: flags {script} does not take"
-    if pending:
-        pytest.skip(f"not written yet, so not checked: {sorted(pending)}")
 
 
-def test_every_entrypoint_in_the_table_exists_or_is_pending(chart):
+def test_every_entrypoint_in_the_table_exists(chart):
     text = (chart.repo / "docs" / "deploy.md").read_text()
     listed = set(re.findall(r"^\| `(ray_jobs/\w+\.py)` \|", text, re.M))
     on_disk = {p.relative_to(chart.repo).as_posix() for p in (chart.repo / "ray_jobs").glob("*.py")}
     assert on_disk <= listed, f"ray_jobs scripts missing from the guide's table: {sorted(on_disk - listed)}"
-    assert listed <= on_disk | PENDING_ENTRYPOINTS
+    assert listed <= on_disk
 
 
 def test_port_forwards_name_services_the_release_has(chart, doc):

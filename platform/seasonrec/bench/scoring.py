@@ -102,7 +102,8 @@ def bench_scoring(settings: Settings, args) -> tuple[str, list[dict]]:
             server.start()
             client = loop.run_until_complete(_make_client(bench))
             calls["triton"] = lambda batch: loop.run_until_complete(client.score(batch))
-        return _measure(calls, ways, counts, args.requests, model.config)
+        title, rows = _measure(calls, ways, counts, args.requests, model.config, server)
+        return title, rows
     finally:
         if server is not None:
             server.stop()
@@ -115,12 +116,37 @@ async def _make_client(settings: Settings):
     return RankerClient(settings.triton)
 
 
-def _measure(calls, ways, counts, requests, config) -> tuple[str, list[dict]]:
+def _server_stats(server) -> dict[str, tuple[int, int]]:
+    """Triton's cumulative (count, ns) per stage of the ranker, as the server itself measures them."""
+    import tritonclient.http as http
+
+    client = http.InferenceServerClient(server.http_url)
+    stats = client.get_inference_statistics(server.cfg.model)["model_stats"]
+    client.close()
+    totals: dict[str, tuple[int, int]] = {}
+    for version in stats:
+        for stage in ("queue", "compute_input", "compute_infer", "compute_output"):
+            count, ns = totals.get(stage, (0, 0))
+            entry = version["inference_stats"][stage]
+            totals[stage] = (count + entry["count"], ns + entry["ns"])
+    return totals
+
+
+def _mean_ms(before: tuple[int, int], after: tuple[int, int]) -> float:
+    return (after[1] - before[1]) / max(after[0] - before[0], 1) / 1e6
+
+
+def _measure(calls, ways, counts, requests, config, server=None) -> tuple[str, list[dict]]:
     results: dict[tuple[str, int], dict] = {}
+    inside: dict[int, str] = {}
     for count in progress(counts, description="scoring, candidates per request"):
         batch = random_request(config, count)
         for way in ways:
+            before = _server_stats(server) if way == "triton" else None
             results[way, count] = percentiles(lambda fn=calls[way], b=batch: fn(b), requests, warmup=10)
+            if before is not None:
+                after = _server_stats(server)
+                inside[count] = ", ".join(f"{stage} {_mean_ms(before[stage], after[stage]):.2f}" for stage in after)
     rows = []
     for count in counts:
         for way in ways:
@@ -138,6 +164,7 @@ def _measure(calls, ways, counts, requests, config) -> tuple[str, list[dict]]:
                 "this p50 / onnxruntime p50": round(r["p50_ms"] / results["onnxruntime", count]["p50_ms"], 2)
                 if "onnxruntime" in ways
                 else "",
+                "inside Triton, mean ms": inside.get(count, "") if way == "triton" else "",
             }
             rows.append(row)
     lo, hi = min(counts), max(counts)
@@ -149,7 +176,7 @@ def _measure(calls, ways, counts, requests, config) -> tuple[str, list[dict]]:
                 "way": way,
                 "p50_ms": f"cost ratio {ratio:.1f}x",
                 "p99_ms": f"for {hi // lo}x the candidates",
-                **{k: "" for k in ("requests/s", "candidates/s", "eager p50 / this p50", "this p50 / onnxruntime p50")},
+                **{k: "" for k in list(rows[0])[4:]},
             }
         )
     title = f"Ranker scoring per request, {requests} timed requests per line, concurrency 1"

@@ -27,6 +27,8 @@ from seasonrec.model.ranker import SeasonalRanker
 from seasonrec.model.train import HISTORY_FILE, load_model
 
 log = logging.getLogger(__name__)
+# torch.onnx warns about every torchvision operator it cannot register; this model uses none.
+logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
 ONNX_FILE = "model.onnx"
 TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| over every score, fp32

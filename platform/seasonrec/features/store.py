@@ -77,11 +77,16 @@ def open_store(settings: Settings):
 
     os.environ.update(feast_env(settings))
     settings.paths.feast.mkdir(parents=True, exist_ok=True)
-    repo = repo_path(settings)
-    yaml_file = repo / PROFILE_FILES[settings.feast.profile]
-    if not yaml_file.is_file():
-        raise SeasonrecError(f"{yaml_file}: Feast profile file not found")
-    return FeatureStore(repo_path=str(repo), fs_yaml_file=yaml_file)
+    return FeatureStore(repo_path=str(repo_path(settings)), fs_yaml_file=store_yaml(settings))
+
+
+def store_yaml(settings: Settings) -> Path:
+    """`feast.store_yaml` when set (the Helm chart mounts one), else the profile's file in the repo."""
+    cfg = settings.feast
+    path = settings.paths.resolve(cfg.store_yaml) if cfg.store_yaml else repo_path(settings) / PROFILE_FILES[cfg.profile]
+    if not path.is_file():
+        raise SeasonrecError(f"{path}: Feast store file not found")
+    return path
 
 
 def _require_tables(settings: Settings) -> None:
@@ -99,7 +104,7 @@ def apply(settings: Settings) -> dict:
     _require_tables(settings)
     store = open_store(settings)
     with _in_repo(settings) as repo:
-        config = load_repo_config(repo, repo / PROFILE_FILES[settings.feast.profile])
+        config = load_repo_config(repo, store_yaml(settings))
         apply_total(config, repo, skip_source_validation=False)
     project = settings.feast.project
     return {
