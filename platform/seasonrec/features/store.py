@@ -83,7 +83,8 @@ def open_store(settings: Settings):
 def store_yaml(settings: Settings) -> Path:
     """`feast.store_yaml` when set (the Helm chart mounts one), else the profile's file in the repo."""
     cfg = settings.feast
-    path = settings.paths.resolve(cfg.store_yaml) if cfg.store_yaml else repo_path(settings) / PROFILE_FILES[cfg.profile]
+    default = repo_path(settings) / PROFILE_FILES[cfg.profile]
+    path = settings.paths.resolve(cfg.store_yaml) if cfg.store_yaml else default
     if not path.is_file():
         raise SeasonrecError(f"{path}: Feast store file not found")
     return path
