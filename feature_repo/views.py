@@ -44,6 +44,7 @@ user_history = FeatureView(
     schema=[
         Field(name=s.HISTORY_ITEM_IDS, dtype=Array(String), description="Last N item ids, oldest first."),
         Field(name=s.HISTORY_TS, dtype=Array(Int64), description="Unix time of each of those events."),
+        Field(name=s.HISTORY_EVENT_TYPES, dtype=Array(String), description="view, cart or purchase, for each."),
     ],
     source=user_events_push,
 )

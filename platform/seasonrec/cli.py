@@ -177,6 +177,25 @@ def _triton(args: argparse.Namespace, settings: Settings) -> None:
         _print(server.swap(args.to))
 
 
+# --- serving ------------------------------------------------------------------
+def _serve(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.serving.stack import ServeStack
+
+    stack = ServeStack(settings)
+    if args.command == "start":
+        _print(stack.start())
+    elif args.command == "stop":
+        _print({"stopped": stack.stop()})
+    else:
+        _print(stack.status())
+
+
+def _recommend(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.serving.demo import show_recommendations
+
+    show_recommendations(settings, args.users, args.at, args.region, args.k)
+
+
 # --- bench --------------------------------------------------------------------
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec import bench
@@ -275,6 +294,21 @@ def _parser() -> argparse.ArgumentParser:
     p = triton.add_parser("swap", help="load version N beside the live one, then unload the old (no downtime)")
     p.add_argument("--to", type=int, help="version to serve (default: the newest)")
     p.set_defaults(run=_triton)
+
+    serve = groups.add_parser("serve", help="the embedded serving stack: Feast, Triton, Ray Serve").add_subparsers(
+        dest="command", required=True
+    )
+    serve.add_parser("start", help="start Triton and a Ray head, deploy the app, wait for /readyz").set_defaults(
+        run=_serve
+    )
+    serve.add_parser("stop", help="stop what `serve start` started").set_defaults(run=_serve)
+    serve.add_parser("status", help="addresses and readiness").set_defaults(run=_serve)
+    p = groups.add_parser("recommend", help="ask the running API for users at several moments and print them")
+    p.add_argument("--users", type=int, default=2, help="the N most active users")
+    p.add_argument("--at", action="append", type=_timestamp, help="request times (repeatable)")
+    p.add_argument("--region", action="append", help="regions to ask for (repeatable)")
+    p.add_argument("--k", type=int, default=5)
+    p.set_defaults(run=_recommend)
 
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
     p.add_argument("what", choices=["ingest", "generate", "features", "online", "train", "scoring"])

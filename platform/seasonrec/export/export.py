@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from seasonrec.export import tensorrt
 from seasonrec.export.repository import CARD_FILE, ModelRepository
 from seasonrec.model.data import Arrays, load_groups
 from seasonrec.model.ranker import SeasonalRanker
-from seasonrec.model.train import HISTORY_FILE, load_model
+from seasonrec.model.train import HISTORY_FILE, VOCAB_FILE, load_model
 
 log = logging.getLogger(__name__)
 # torch.onnx warns about every torchvision operator it cannot register; this model uses none.
@@ -190,6 +191,9 @@ def export_model(
                     reason,
                     tensorrt.BUILD_SCRIPT,
                 )
+        # The serving side turns item ids into this version's indices with its own vocabulary.
+        for name in (VOCAB_FILE, "config.json"):
+            shutil.copy2(checkpoint / name, stage / name)
         card = _card(checkpoint, training_set, max_diff, plan, metrics)
         (stage / CARD_FILE).write_text(json.dumps(card, indent=2))
     target = repo.model_dir / str(version)

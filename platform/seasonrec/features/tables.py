@@ -69,7 +69,7 @@ def user_history(events: pl.LazyFrame, length: int) -> pl.LazyFrame:
     events, so memory grows with events x distinct days, not events x history.
     """
     ev = (
-        events.select(s.USER_ID, s.ITEM_ID, s.EVENT_TS)
+        events.select(s.USER_ID, s.ITEM_ID, s.EVENT_TS, s.EVENT_TYPE)
         .with_columns(pl.int_range(pl.len()).over(s.USER_ID, order_by=[s.EVENT_TS, s.ITEM_ID]).alias("idx"))
         .with_columns(_day(pl.col(s.EVENT_TS)).alias("day"))
     )
@@ -84,9 +84,10 @@ def user_history(events: pl.LazyFrame, length: int) -> pl.LazyFrame:
         .agg(
             pl.col(s.ITEM_ID).sort_by("idx").tail(length).alias(s.HISTORY_ITEM_IDS),
             pl.col(s.EVENT_TS).sort_by("idx").tail(length).dt.epoch("s").alias(s.HISTORY_TS),
+            pl.col(s.EVENT_TYPE).sort_by("idx").tail(length).alias(s.HISTORY_EVENT_TYPES),
             pl.col(s.EVENT_TS).filter(pl.col("day") == pl.col("snap_day")).max().alias(s.FEATURE_TS),
         )
-        .select(s.USER_ID, s.FEATURE_TS, s.HISTORY_ITEM_IDS, s.HISTORY_TS)
+        .select(s.USER_ID, s.FEATURE_TS, s.HISTORY_ITEM_IDS, s.HISTORY_TS, s.HISTORY_EVENT_TYPES)
     )
 
 

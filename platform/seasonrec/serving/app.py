@@ -1,0 +1,244 @@
+"""The Ray Serve application: Ingress -> FeatureFetcher -> Scorer -> ReRanker.
+
+`build_app` composes the graph with `.bind()` from typed arguments; the Helm
+chart's serveConfigV2 and `seasonrec serve start` both call it. Each stage is
+its own deployment, so each scales on its own.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from pydantic import BaseModel, ConfigDict
+from ray import serve
+
+from seasonrec import schema as s
+from seasonrec.config import load_settings
+from seasonrec.serving.api import (
+    EventRequest,
+    EventResponse,
+    RecommendationRequest,
+    RecommendationResponse,
+    validation_error,
+)
+
+log = logging.getLogger(__name__)
+
+STAGE_SECONDS = Histogram(
+    "seasonrec_stage_seconds",
+    "Latency of each stage of a recommendation, seen from the ingress.",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+)
+
+# Every stage waits on I/O far more than it computes; a whole CPU each would not fit four
+# stages, the proxy and the controller on a 2-core machine. The chart sets real requests.
+LIGHT = {"num_cpus": 0.1}
+
+api = FastAPI(title="seasonrec", description="Seasonal product recommendations.", version="0.1.0")
+api.add_exception_handler(RequestValidationError, validation_error)
+
+
+class AppArgs(BaseModel):
+    """What serveConfigV2's `args` may hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    config: str | None = None  # settings YAML; default $SEASONREC_CONFIG or configs/local.yaml
+
+
+@serve.deployment(name="FeatureFetcher", ray_actor_options=LIGHT)
+class FeatureFetcher:
+    def __init__(self, config: str | None):
+        from seasonrec.serving.fetcher import FeatureReader
+
+        self.reader = FeatureReader(load_settings(config))
+
+    def fetch(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
+        return self.reader.request(user_id, region, at, candidates)
+
+    def fallback(self, region: str | None, at: datetime) -> dict:
+        region = region or s.POOL_ALL_REGIONS
+        return {"region": region, "pool": self.reader.fallback_pool(region, at)}
+
+    def push(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
+        self.reader.push_event(user_id, item_id, event_type, at)
+
+    def regions(self) -> list[str]:
+        return sorted({region for region, _ in self.reader.fallback_pools} | {s.POOL_ALL_REGIONS})
+
+
+@serve.deployment(name="Scorer", ray_actor_options=LIGHT)
+class Scorer:
+    def __init__(self, config: str | None):
+        self.settings = load_settings(config)
+        self.scorer = None
+
+    def _get(self):
+        from seasonrec.serving.scorer import Scorer as RankerScorer
+
+        if self.scorer is None:
+            self.scorer = RankerScorer(self.settings)
+        return self.scorer
+
+    async def score(self, fetched: dict) -> dict:
+        """{"scores", "model_version"}, or {"error"} when Triton is down, slow or refuses."""
+        from seasonrec.errors import SeasonrecError
+
+        try:
+            timeout = self.settings.triton.timeout_ms / 1000
+            scores, version = await asyncio.wait_for(self._get().score(fetched), timeout)
+        except (SeasonrecError, TimeoutError) as exc:
+            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        return {"scores": scores, "model_version": version}
+
+    async def ready(self) -> bool:
+        return await self._get().client.ready()
+
+
+@serve.deployment(name="ReRanker", ray_actor_options=LIGHT)
+class ReRanker:
+    def __init__(self, config: str | None):
+        from seasonrec.serving.rules import RuleBook
+
+        settings = load_settings(config)
+        self.book = RuleBook(settings.paths.resolve(settings.serving.rules_path))
+
+    def rerank(self, rows: list[dict], purchases: dict[str, int], k: int, at: datetime, region: str) -> list[dict]:
+        from seasonrec.serving.rules import Candidate, rerank
+
+        fields = set(Candidate.__dataclass_fields__)
+        candidates = [Candidate(**{key: v for key, v in row.items() if key in fields}) for row in rows]
+        ranked = rerank(candidates, self.book.current(), k, at, region, purchases)
+        return [{"item_id": c.item_id, "score": _finite(c.score), "reasons": c.reasons} for c in ranked]
+
+    def rules_status(self) -> dict:
+        self.book.current()
+        return {"path": str(self.book.path), "version": self.book.rules.version, "error": self.book.error}
+
+
+def _finite(x: float) -> float | None:
+    return None if x != x else round(float(x), 6)  # NaN: a pinned item that was not scored
+
+
+def _purchases(user: dict) -> dict[str, int]:
+    types = user.get(s.HISTORY_EVENT_TYPES) or []
+    return {
+        item: ts
+        for item, ts, kind in zip(user.get(s.HISTORY_ITEM_IDS) or [], user.get(s.HISTORY_TS) or [], types, strict=False)
+        if kind == "purchase"
+    }
+
+
+def _rows(fetched: dict, scores: list[float]) -> list[dict]:
+    rows = []
+    for row, score in zip(fetched["items"], scores, strict=True):
+        demand = row.get("item_week_demand")
+        rows.append(
+            {
+                "item_id": row[s.ITEM_ID],
+                "score": float(score),
+                "category": row.get(s.CATEGORY),
+                "stock": row.get(s.STOCK),
+                "launch_ts": row.get(s.LAUNCH_TS),
+                "demand_index": demand,
+                "total_sales": row.get("total_sales"),
+                "trend_ratio": row.get("trend_ratio"),
+            }
+        )
+    return rows
+
+
+def _unprocessable(field: str, msg: str) -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": ["body", field], "msg": msg, "type": "value_error"}]}, status_code=422)
+
+
+@serve.deployment(name="Ingress", ray_actor_options=LIGHT)
+@serve.ingress(api)
+class Ingress:
+    def __init__(self, fetcher, scorer, reranker, config: str | None):
+        self.fetcher, self.scorer, self.reranker = fetcher, scorer, reranker
+        self.settings = load_settings(config)
+        self.known_regions: set[str] | None = None
+
+    async def _regions(self) -> set[str]:
+        if self.known_regions is None:
+            self.known_regions = set(await self.fetcher.regions.remote())
+        return self.known_regions
+
+    @api.post("/v1/recommendations", response_model=RecommendationResponse)
+    async def recommend(self, body: RecommendationRequest) -> RecommendationResponse | JSONResponse:
+        request_id = uuid.uuid4().hex
+        if body.region is not None and body.region not in await self._regions():
+            return _unprocessable("region", "unknown region")
+        if body.candidates and len(body.candidates) > self.settings.serving.max_candidates:
+            return _unprocessable("candidates", f"at most {self.settings.serving.max_candidates} candidates")
+        at = body.at or datetime.now(UTC)
+        started = time.perf_counter()
+        degraded, version = False, None
+        try:
+            fetched = await self.fetcher.fetch.remote(body.user_id, body.region, at, body.candidates)
+        except Exception as exc:  # the online store is down: serve the seasonal pools kept in memory
+            log.warning("request %s: feature fetch failed (%s); seasonal fallback", request_id, type(exc).__name__)
+            fallback = await self.fetcher.fallback.remote(body.region, at)
+            fetched = {"user": {}, "region": fallback["region"], "items": [{s.ITEM_ID: i} for i, _ in fallback["pool"]]}
+            scores, degraded = [score for _, score in fallback["pool"]], True
+        else:
+            STAGE_SECONDS.labels("fetch").observe(time.perf_counter() - started)
+            scored_at = time.perf_counter()
+            result = await self.scorer.score.remote(fetched)
+            STAGE_SECONDS.labels("score").observe(time.perf_counter() - scored_at)
+            if "error" in result:
+                log.warning("request %s: scoring failed (%s); seasonal fallback", request_id, result["error"][:80])
+                pool = dict((await self.fetcher.fallback.remote(fetched["region"], at))["pool"])
+                scores, degraded = [pool.get(row[s.ITEM_ID], 0.0) for row in fetched["items"]], True
+            else:
+                scores, version = result["scores"], result["model_version"]
+        reranked_at = time.perf_counter()
+        items = await self.reranker.rerank.remote(
+            _rows(fetched, scores), _purchases(fetched["user"]), body.k, at, fetched["region"]
+        )
+        if degraded:
+            for item in items:
+                item["reasons"].append("fallback:seasonal_popularity")
+        STAGE_SECONDS.labels("rerank").observe(time.perf_counter() - reranked_at)
+        STAGE_SECONDS.labels("total").observe(time.perf_counter() - started)
+        return RecommendationResponse(items=items, model_version=version, degraded=degraded, request_id=request_id)
+
+    @api.post("/v1/events", response_model=EventResponse)
+    async def event(self, body: EventRequest) -> EventResponse | JSONResponse:
+        if body.region is not None and body.region not in await self._regions():
+            return _unprocessable("region", "unknown region")
+        try:
+            await self.fetcher.push.remote(body.user_id, body.item_id, body.event_type, body.at or datetime.now(UTC))
+        except Exception:
+            return JSONResponse({"detail": "online store unavailable; event not recorded"}, status_code=503)
+        return EventResponse(accepted=True, request_id=uuid.uuid4().hex)
+
+    @api.get("/healthz")
+    async def healthz(self) -> dict:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz(self) -> JSONResponse:
+        triton = await self.scorer.ready.remote()
+        rules = await self.reranker.rules_status.remote()
+        body = {"triton": triton, "rules": rules}
+        return JSONResponse(body, status_code=200 if triton else 503)
+
+    @api.get("/metrics")
+    async def metrics(self) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def build_app(args: AppArgs):
+    """The application: `serve run seasonrec.serving.app:build_app config=PATH`."""
+    if isinstance(args, dict):
+        args = AppArgs.model_validate(args)
+    config = args.config
+    return Ingress.bind(FeatureFetcher.bind(config), Scorer.bind(config), ReRanker.bind(config), config)

@@ -1,0 +1,235 @@
+"""Features for one request, read straight from the Feast online store.
+
+The Feast SDK's `get_online_features` spends most of its time building its
+response (docs/benchmarks.md), so this reads with the provider's `online_read`
+and computes the seasonal context in process, with the same function as the
+on-demand view. Static item attributes sit in a bounded cache with a TTL. If the
+online store fails, `StoreUnavailable` tells the caller to fall back to the
+seasonal pools, which are kept from the offline table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from seasonrec import schema as s
+from seasonrec.config import Settings
+from seasonrec.errors import SeasonrecError
+from seasonrec.features.context import seasonal_context
+
+log = logging.getLogger(__name__)
+
+NEIGHBOURS_PER_ITEM = 10
+NEW_ARRIVAL_DAYS = 45
+
+
+class StoreUnavailable(SeasonrecError):
+    """The online store did not answer."""
+
+
+class TTLCache:
+    """A bounded mapping whose entries expire; the oldest entry goes first when full."""
+
+    def __init__(self, maxsize: int, ttl_s: float):
+        self.maxsize, self.ttl_s = maxsize, ttl_s
+        self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key):
+        hit = self._data.get(key)
+        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
+            self._data.pop(key, None)
+            return None
+        return hit[1]
+
+    def put(self, key, value) -> None:
+        self._data[key] = (time.monotonic(), value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.maxsize:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def _python(value) -> Any:
+    from feast.type_map import feast_value_type_to_python_type
+
+    return feast_value_type_to_python_type(value)
+
+
+class FeatureReader:
+    def __init__(self, settings: Settings):
+        from seasonrec.features.store import open_store
+
+        self.settings = settings
+        self.store = open_store(settings)
+        self.provider = self.store._get_provider()
+        names = (s.USER_STATS, s.USER_HISTORY, s.ITEM_PROFILE, s.ITEM_DEMAND, s.REGION_ITEM_TRENDS, s.SEASONAL_POOLS)
+        self.views = {name: self.store.get_feature_view(name) for name in names}
+        cfg = settings.serving
+        self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
+        self.neighbours = _neighbours(settings)
+        self.fallback_pools = _offline_pools(settings)
+        self.new_arrivals = _new_arrivals(settings)
+
+    def _read(self, view: str, rows: list[dict[str, str | int]]) -> list[dict[str, Any]]:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        fv = self.views[view]
+        keys = [c.name for c in fv.entity_columns]
+        entity_keys = [
+            EntityKey(
+                join_keys=keys,
+                entity_values=[
+                    Value(int64_val=r[k]) if isinstance(r[k], int) else Value(string_val=r[k]) for k in keys
+                ],
+            )
+            for r in rows
+        ]
+        try:
+            found = self.provider.online_read(self.store.config, fv, entity_keys)
+        except Exception as exc:  # Redis or SQLite errors: each client library has its own types
+            raise StoreUnavailable(f"online store: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
+        return [{k: _python(v) for k, v in (values or {}).items()} for _, values in found]
+
+    def user(self, user_id: str) -> dict[str, Any]:
+        stats, history = (self._read(v, [{s.USER_ID: user_id}])[0] for v in (s.USER_STATS, s.USER_HISTORY))
+        return {**stats, **history}
+
+    def pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
+        """(item, seasonal score) for the region and ISO week of `at`, topped up from all regions."""
+        week = at.isocalendar().week
+        rows = self._read(s.SEASONAL_POOLS, [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)])
+        merged: dict[str, float] = {}
+        for row in rows:
+            for item, score in zip(row.get(s.POOL_ITEM_IDS) or [], row.get(s.POOL_SCORES) or [], strict=False):
+                merged.setdefault(item, score)
+        return list(merged.items())
+
+    def fallback_pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
+        week = at.isocalendar().week
+        return self.fallback_pools.get((region, week)) or self.fallback_pools.get((s.POOL_ALL_REGIONS, week), [])
+
+    def candidates(self, user: dict, region: str, at: datetime) -> list[str]:
+        """The seasonal pool, neighbours of the recent items, and new in-season arrivals."""
+        pool = [item for item, _ in self.pool(region, at)]
+        recent = (user.get(s.HISTORY_ITEM_IDS) or [])[-5:]
+        near = [n for item in reversed(recent) for n in self.neighbours.get(item, ())]
+        now = at.timestamp()
+        fresh = [i for i, ts in self.new_arrivals if now - NEW_ARRIVAL_DAYS * 86_400 <= ts <= now]
+        return list(dict.fromkeys(pool + near + fresh[:20]))
+
+    def item_rows(self, item_ids: list[str], region: str) -> list[dict[str, Any]]:
+        """Profile and demand (cached) plus the regional trend, for each item, in order."""
+        missing = [i for i in item_ids if self.items.get(i) is None]
+        if missing:
+            profiles = self._read(s.ITEM_PROFILE, [{s.ITEM_ID: i} for i in missing])
+            demand = self._read(s.ITEM_DEMAND, [{s.ITEM_ID: i} for i in missing])
+            for item, p, d in zip(missing, profiles, demand, strict=True):
+                self.items.put(item, {**p, **d})
+        trends = self._read(s.REGION_ITEM_TRENDS, [{s.ITEM_ID: i, s.REGION: region} for i in item_ids])
+        return [{s.ITEM_ID: i, **(self.items.get(i) or {}), **t} for i, t in zip(item_ids, trends, strict=True)]
+
+    def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
+        """Everything the scorer and the re-ranker need for one request."""
+        user = self.user(user_id)
+        region = region or user.get(s.HOME_REGION) or s.POOL_ALL_REGIONS
+        items = candidates if candidates else self.candidates(user, region, at)
+        rows = self.item_rows(items, region)
+        ts = int(at.timestamp())
+        context = seasonal_context(
+            {
+                s.REQUEST_TS: [ts] * (len(rows) + 1),
+                s.REGION: [region] * (len(rows) + 1),
+                s.DEMAND_BY_WEEK: [r.get(s.DEMAND_BY_WEEK) for r in rows] + [None],
+                s.LAUNCH_TS: [r.get(s.LAUNCH_TS) for r in rows] + [None],
+                s.HISTORY_TS: [None] * len(rows) + [user.get(s.HISTORY_TS)],
+            }
+        )
+        for i, row in enumerate(rows):
+            row["item_week_demand"] = context["item_week_demand"][i]
+            row["item_age_days"] = context["item_age_days"][i]
+        user.update(
+            {
+                s.REGION: region,
+                s.REQUEST_TS: ts,
+                s.HISTORY_AGE_HOURS: context[s.HISTORY_AGE_HOURS][-1],
+                "week_sin": context["week_sin"][-1],
+                "week_cos": context["week_cos"][-1],
+                "days_to_holiday": context["days_to_holiday"][-1],
+            }
+        )
+        return {"user": user, "items": rows, "region": region}
+
+    def push_event(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
+        """Append an event to the user's online history at once (Feast push, online only)."""
+        import pandas as pd
+        from feast.data_source import PushMode
+
+        current = self.user(user_id)
+        n = self.settings.features.history_length
+        ids = ([*(current.get(s.HISTORY_ITEM_IDS) or []), item_id])[-n:]
+        times = ([*(current.get(s.HISTORY_TS) or []), int(at.timestamp())])[-n:]
+        types = ([*(current.get(s.HISTORY_EVENT_TYPES) or [None] * (len(ids) - 1)), event_type])[-n:]
+        row = {
+            s.USER_ID: [user_id],
+            s.FEATURE_TS: [pd.Timestamp(at)],
+            s.HISTORY_ITEM_IDS: [ids],
+            s.HISTORY_TS: [times],
+            s.HISTORY_EVENT_TYPES: [types],
+        }
+        try:
+            self.store.push(s.USER_EVENTS_PUSH, pd.DataFrame(row), to=PushMode.ONLINE)
+        except Exception as exc:
+            raise StoreUnavailable(f"online store: push failed: {type(exc).__name__}") from exc
+
+
+def _offline_pools(settings: Settings) -> dict[tuple[str, int], list[tuple[str, float]]]:
+    """The newest pool per (region, week) from the offline table: the fallback when the store is down."""
+    import polars as pl
+
+    path = settings.paths.features / f"{s.SEASONAL_POOLS}.parquet"
+    if not path.is_file():
+        return {}
+    latest = pl.read_parquet(path).sort(s.FEATURE_TS).unique([s.REGION, s.WEEK_OF_YEAR], keep="last")
+    return {
+        (r, w): list(zip(items, scores, strict=True))
+        for r, w, items, scores in latest.select(s.REGION, s.WEEK_OF_YEAR, s.POOL_ITEM_IDS, s.POOL_SCORES).rows()
+    }
+
+
+def _neighbours(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """Items most often bought by the same users, per item, from the canonical events."""
+    import polars as pl
+
+    path = settings.paths.canonical / f"{s.EVENTS_TABLE}.parquet"
+    if not path.is_file():
+        return {}
+    buys = pl.scan_parquet(path).filter(pl.col(s.EVENT_TYPE) == "purchase").select(s.USER_ID, s.ITEM_ID).unique()
+    pairs = (
+        buys.join(buys, on=s.USER_ID, suffix="_other")
+        .filter(pl.col(s.ITEM_ID) != pl.col(f"{s.ITEM_ID}_other"))
+        .group_by(s.ITEM_ID, f"{s.ITEM_ID}_other")
+        .len()
+        .sort([s.ITEM_ID, "len", f"{s.ITEM_ID}_other"], descending=[False, True, False])
+        .group_by(s.ITEM_ID, maintain_order=True)
+        .agg(pl.col(f"{s.ITEM_ID}_other").head(NEIGHBOURS_PER_ITEM))
+        .collect()
+    )
+    return {item: tuple(others) for item, others in pairs.rows()}
+
+
+def _new_arrivals(settings: Settings) -> list[tuple[str, int]]:
+    """(item, launch Unix time), newest first, for exploration slots."""
+    import polars as pl
+
+    path = settings.paths.features / f"{s.ITEM_PROFILE}.parquet"
+    if not path.is_file():
+        return []
+    items = pl.read_parquet(path, columns=[s.ITEM_ID, s.LAUNCH_TS]).unique(s.ITEM_ID).drop_nulls()
+    return sorted(items.rows(), key=lambda r: -r[1])

@@ -1,0 +1,259 @@
+"""Business rules applied after scoring: filters, boosts, demotion, diversity, pins, exploration.
+
+`configs/rules.yaml` holds them. `RuleBook` rereads the file when it changes
+(a ConfigMap update swaps the file under a running pod), rejects an invalid
+file with a one-line error and keeps the last good rules live.
+Every item that comes out lists the rules that touched it in `reasons`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from seasonrec.errors import SeasonrecError
+
+log = logging.getLogger(__name__)
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecentlyBought(_Rule):
+    # Hide what the user bought within this many days; some categories are bought again sooner or later.
+    default_days: int = Field(30, ge=0)
+    by_category: dict[str, int] = {}
+
+
+class Filters(_Rule):
+    out_of_stock: bool = True
+    recently_bought: RecentlyBought = RecentlyBought()
+    blocked_categories: list[str] = []
+
+
+class InSeason(_Rule):
+    # An item is in season where it sells above its yearly average this week (demand index,
+    # 1.0 = average), or is rising in the user's region (short- over long-window sales).
+    min_demand_index: float = Field(1.5, gt=0)
+    min_trend_ratio: float = Field(1.5, gt=0)
+    weight: float = 0.5
+
+
+class NewArrival(_Rule):
+    days: int = Field(30, ge=0)
+    weight: float = 0.3
+
+
+class OffSeason(_Rule):
+    # Demote items that sell far below their average this week and have sold enough to tell.
+    max_demand_index: float = Field(0.3, ge=0)
+    min_total_sales: int = Field(20, ge=0)
+    weight: float = 0.5
+
+
+class Campaign(_Rule):
+    name: str
+    start: date
+    end: date  # inclusive
+    regions: list[str] | None = None  # None: every region
+    categories: list[str] = []
+    items: list[str] = []
+    weight: float = 0.0
+    pin: list[str] = []  # item ids put at the top while the campaign runs
+
+    @model_validator(mode="after")
+    def _window(self) -> Campaign:
+        if self.end < self.start:
+            raise ValueError(f"campaign {self.name!r}: end {self.end} is before start {self.start}")
+        return self
+
+    def active(self, at: datetime, region: str) -> bool:
+        return self.start <= at.date() <= self.end and (self.regions is None or region in self.regions)
+
+
+class Diversity(_Rule):
+    max_per_category: int = Field(3, gt=0)
+
+
+class Exploration(_Rule):
+    # Slots kept for new in-season arrivals the model has little evidence about.
+    slots: int = Field(1, ge=0)
+    position: int = Field(5, ge=1)  # 1-based position of the first exploration slot
+
+
+class Rules(_Rule):
+    version: int = 1
+    filters: Filters = Filters()
+    in_season: InSeason = InSeason()
+    new_arrival: NewArrival = NewArrival()
+    off_season: OffSeason = OffSeason()
+    campaigns: list[Campaign] = []
+    diversity: Diversity = Diversity()
+    pinned: list[str] = []
+    exploration: Exploration = Exploration()
+
+
+def load_rules(path: Path) -> Rules:
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except OSError as exc:
+        raise SeasonrecError(f"{path}: cannot read rules ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise SeasonrecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(raw, dict):
+        raise SeasonrecError(f"{path}: top level must be a mapping")
+    try:
+        return Rules.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "rules"
+        raise SeasonrecError(f"{path}: {where}: {first['msg']}") from exc
+
+
+class RuleBook:
+    """The live rules; `current()` rereads the file at most every `check_s` seconds if it changed."""
+
+    def __init__(self, path: Path, check_s: float = 1.0):
+        self.path = Path(path)
+        self.check_s = check_s
+        self.rules = load_rules(self.path)
+        self.error: str | None = None
+        self._seen = self._stamp()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _stamp(self) -> tuple:
+        try:
+            # The resolved target too: Kubernetes swaps a symlink, the file itself never changes.
+            stat = self.path.stat()
+            return (str(self.path.resolve()), stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            return ("missing",)
+
+    def current(self) -> Rules:
+        now = time.monotonic()
+        if now - self._checked < self.check_s:
+            return self.rules
+        with self._lock:
+            self._checked = now
+            stamp = self._stamp()
+            if stamp != self._seen:
+                self._seen = stamp
+                try:
+                    self.rules = load_rules(self.path)
+                    self.error = None
+                    log.info("rules reloaded from %s", self.path)
+                except SeasonrecError as exc:
+                    self.error = str(exc)
+                    log.error("rules not reloaded, the last good ones stay live: %s", exc)
+        return self.rules
+
+
+@dataclass
+class Candidate:
+    item_id: str
+    score: float
+    category: str | None = None
+    stock: int | None = None
+    launch_ts: int | None = None
+    demand_index: float | None = None
+    total_sales: int | None = None
+    trend_ratio: float | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+def rerank(
+    candidates: list[Candidate],
+    rules: Rules,
+    k: int,
+    at: datetime,
+    region: str,
+    purchases: dict[str, int],
+) -> list[Candidate]:
+    """The top `k` after the rules; `purchases` maps item id to the Unix time of the user's last purchase."""
+    now = at.timestamp()
+    kept: list[Candidate] = []
+    for c in candidates:
+        if rules.filters.out_of_stock and c.stock is not None and c.stock <= 0:
+            continue
+        if c.category in rules.filters.blocked_categories:
+            continue
+        bought = rules.filters.recently_bought
+        days = bought.by_category.get(c.category or "", bought.default_days)
+        if c.item_id in purchases and now - purchases[c.item_id] < days * 86_400:
+            continue
+        _adjust(c, rules, now, region)
+        kept.append(c)
+    campaigns = [camp for camp in rules.campaigns if camp.active(at, region)]
+    for camp in campaigns:
+        for c in kept:
+            if camp.weight and (c.item_id in camp.items or c.category in camp.categories):
+                c.score += camp.weight
+                c.reasons.append(f"campaign:{camp.name}")
+    kept.sort(key=lambda c: c.score, reverse=True)
+    pins = [(f"campaign:{camp.name}:pin", i) for camp in campaigns for i in camp.pin] + [
+        ("pinned", i) for i in rules.pinned
+    ]
+    return _assemble(kept, pins, rules, k, now)
+
+
+def _adjust(c: Candidate, rules: Rules, now: float, region: str) -> None:
+    season = rules.in_season
+    if (c.demand_index or 0) >= season.min_demand_index or (c.trend_ratio or 0) >= season.min_trend_ratio:
+        c.score += season.weight
+        c.reasons.append(f"in_season:{region}")
+    if c.launch_ts is not None and 0 <= now - c.launch_ts < rules.new_arrival.days * 86_400:
+        c.score += rules.new_arrival.weight
+        c.reasons.append("new_arrival")
+    off = rules.off_season
+    if (
+        c.demand_index is not None
+        and c.demand_index < off.max_demand_index
+        and (c.total_sales or 0) >= off.min_total_sales
+    ):
+        c.score -= off.weight
+        c.reasons.append("off_season")
+
+
+def _assemble(kept: list[Candidate], pins, rules: Rules, k: int, now: float) -> list[Candidate]:
+    by_id = {c.item_id: c for c in kept}
+    out: list[Candidate] = []
+    taken: set[str] = set()
+    for reason, item in pins:
+        if item in taken or len(out) >= k:
+            continue
+        c = by_id.get(item) or Candidate(item_id=item, score=float("nan"))
+        c.reasons.append(reason)
+        out.append(c)
+        taken.add(item)
+    per_category: dict[str, int] = {}
+    explore = [c for c in kept if "new_arrival" in c.reasons and any(r.startswith("in_season") for r in c.reasons)]
+    explore_ids = {c.item_id for c in explore[: rules.exploration.slots]}
+    for c in kept:
+        if len(out) >= k:
+            break
+        if c.item_id in taken or c.item_id in explore_ids:
+            continue
+        count = per_category.get(c.category or "", 0)
+        if count >= rules.diversity.max_per_category:
+            continue
+        per_category[c.category or ""] = count + 1
+        out.append(c)
+        taken.add(c.item_id)
+    slot = min(rules.exploration.position - 1, len(out))
+    for c in explore[: rules.exploration.slots]:
+        if c.item_id in taken:
+            continue
+        c.reasons.append("exploration")
+        out.insert(slot, c)
+        taken.add(c.item_id)
+        slot += 1
+    return out[:k]

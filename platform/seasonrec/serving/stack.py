@@ -1,0 +1,187 @@
+"""`seasonrec serve start|stop|status`: the embedded stack on 127.0.0.1.
+
+Feast as configured (SQLite by default), the embedded Triton, and a Ray head of
+its own (never on 6379: that is Redis) running the Serve application. Each
+process this starts is stopped by its own id; state lives in `<data_dir>/serve/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from seasonrec.config import Settings
+from seasonrec.errors import SeasonrecError
+from seasonrec.triton.server import TritonServer, group_members
+
+APP_NAME = "seasonrec"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ready(url: str, timeout_s: float) -> bool:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _wait_port(host: str, port: int, proc: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SeasonrecError(f"the Ray head exited ({proc.returncode}) before it listened on port {port}")
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise SeasonrecError(f"the Ray head did not listen on port {port} within {timeout_s:.0f} s")
+
+
+class ServeStack:
+    def __init__(self, settings: Settings, config_path: Path | None = None):
+        self.settings = settings
+        self.state_dir = settings.paths.root / "serve"
+        self.state_file = self.state_dir / "stack.json"
+        self.config_path = config_path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.serving.host}:{self.settings.serving.port}"
+
+    def state(self) -> dict | None:
+        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else None
+
+    def _settings_file(self) -> Path:
+        """The settings the Serve replicas load: exactly this process's, overrides included."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / "settings.yaml"
+        path.write_text(yaml.safe_dump(self.settings.model_dump(mode="json")))
+        return path
+
+    def start(self, timeout_s: float = 240) -> dict:
+        if self.state():
+            raise SeasonrecError(f"the stack is already running ({self.state_file}); `seasonrec serve stop` first")
+        host, port = self.settings.serving.host, self.settings.serving.port
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise SeasonrecError(f"port {port} (serving.port) is in use on {host}") from exc
+        triton = TritonServer(self.settings)
+        started_triton = False
+        if triton.state() is None:
+            triton.start()
+            started_triton = True
+        settings_file = self._settings_file()
+        ray_port = _free_port()
+        temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC__")}
+        env["SEASONREC_CONFIG"] = str(settings_file)
+        # Ray requires token authentication; this head and its drivers share a fresh token.
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        head = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "ray"),
+                "start",
+                "--head",
+                "--block",
+                f"--port={ray_port}",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={_free_port()}",
+                f"--temp-dir={temp}",
+            ],
+            stdout=(self.state_dir / "ray.log").open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+        )
+        state = {
+            "ray_pid": head.pid,
+            "ray_address": f"127.0.0.1:{ray_port}",
+            "url": self.url,
+            "triton_started": started_triton,
+            "settings": str(settings_file),
+        }
+        self.state_file.write_text(json.dumps(state))
+        try:
+            _wait_port("127.0.0.1", ray_port, head, timeout_s)
+            self._deploy(state, env, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return state
+
+    def _deploy(self, state: dict, env: dict, timeout_s: float) -> None:
+        """Run the app from a short-lived driver; Serve keeps it running in the head."""
+        host, port = self.settings.serving.host, self.settings.serving.port
+        script = (
+            "import ray, sys; from ray import serve; from seasonrec.serving.app import build_app, AppArgs\n"
+            f"ray.init(address={state['ray_address']!r}, logging_level='ERROR')\n"
+            f"serve.start(http_options={{'host': {host!r}, 'port': {port}}})\n"
+            f"serve.run(build_app(AppArgs(config={state['settings']!r})), name={APP_NAME!r},"
+            " route_prefix='/', blocking=False)\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise SeasonrecError(f"Ray Serve deployment failed: {last[:300]} (see {self.state_dir / 'ray.log'})")
+        if not _ready(self.url, timeout_s):
+            raise SeasonrecError(f"{self.url}/readyz did not answer 200 within {timeout_s:.0f} s")
+
+    def stop(self) -> bool:
+        state = self.state()
+        if state is None:
+            return False
+        pid = state["ray_pid"]
+        if group_members(pid):
+            os.killpg(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            while group_members(pid) and time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.2)
+            if group_members(pid):
+                os.killpg(pid, signal.SIGKILL)
+        if state.get("triton_started"):
+            TritonServer(self.settings).stop()
+        self.state_file.unlink(missing_ok=True)
+        return True
+
+    def status(self) -> dict:
+        state = self.state()
+        if state is None:
+            return {"running": False}
+        import httpx
+
+        try:
+            ready = httpx.get(f"{state['url']}/readyz", timeout=5)
+            return {"running": True, **state, "ready": ready.status_code == 200, "readyz": ready.json()}
+        except httpx.HTTPError as exc:
+            return {"running": True, **state, "ready": False, "error": type(exc).__name__}
