@@ -65,7 +65,7 @@ def record(title: str, command: str, rows: list[dict]) -> str:
 
 
 def run(what: str, settings: Settings, args) -> dict:
-    from seasonrec.bench import online, pipeline, scoring
+    from seasonrec.bench import online, pipeline, scoring, serve
 
     if what == "ingest":
         title, rows = pipeline.bench_ingest(settings, args.input)
@@ -75,6 +75,8 @@ def run(what: str, settings: Settings, args) -> dict:
         title, rows = pipeline.bench_train(settings, args.training_set)
     elif what == "features":
         title, rows = pipeline.bench_features(settings, args.events)
+    elif what == "serve":
+        title, rows = serve.bench_serve(settings, args)
     elif what == "scoring":
         title, rows = scoring.bench_scoring(settings, args)
     else:

@@ -11,10 +11,10 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 from ray import serve
 
@@ -30,19 +30,24 @@ from seasonrec.serving.api import (
 
 log = logging.getLogger(__name__)
 
-STAGE_SECONDS = Histogram(
-    "seasonrec_stage_seconds",
-    "Latency of each stage of a recommendation, seen from the ingress.",
-    ["stage"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
-)
-
 # Every stage waits on I/O far more than it computes; a whole CPU each would not fit four
 # stages, the proxy and the controller on a 2-core machine. The chart sets real requests.
 LIGHT = {"num_cpus": 0.1}
 
 api = FastAPI(title="seasonrec", description="Seasonal product recommendations.", version="0.1.0")
 api.add_exception_handler(RequestValidationError, validation_error)
+
+
+@api.middleware("http")
+async def utf8_bodies(request: Request, call_next):
+    """A body that is not UTF-8 is a 422 naming the body, not FastAPI's bare 400."""
+    if request.method == "POST":
+        try:
+            (await request.body()).decode("utf-8")
+        except UnicodeDecodeError:
+            detail = [{"loc": ["body"], "msg": "the body is not valid UTF-8", "type": "unicode_error"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+    return await call_next(request)
 
 
 class AppArgs(BaseModel):
@@ -162,7 +167,10 @@ def _unprocessable(field: str, msg: str) -> JSONResponse:
 @serve.ingress(api)
 class Ingress:
     def __init__(self, fetcher, scorer, reranker, config: str | None):
+        from seasonrec.serving.metrics import STAGE_SECONDS
+
         self.fetcher, self.scorer, self.reranker = fetcher, scorer, reranker
+        self.stages = STAGE_SECONDS
         self.settings = load_settings(config)
         self.known_regions: set[str] | None = None
 
@@ -189,10 +197,10 @@ class Ingress:
             fetched = {"user": {}, "region": fallback["region"], "items": [{s.ITEM_ID: i} for i, _ in fallback["pool"]]}
             scores, degraded = [score for _, score in fallback["pool"]], True
         else:
-            STAGE_SECONDS.labels("fetch").observe(time.perf_counter() - started)
+            self.stages.labels("fetch").observe(time.perf_counter() - started)
             scored_at = time.perf_counter()
             result = await self.scorer.score.remote(fetched)
-            STAGE_SECONDS.labels("score").observe(time.perf_counter() - scored_at)
+            self.stages.labels("score").observe(time.perf_counter() - scored_at)
             if "error" in result:
                 log.warning("request %s: scoring failed (%s); seasonal fallback", request_id, result["error"][:80])
                 pool = dict((await self.fetcher.fallback.remote(fetched["region"], at))["pool"])
@@ -206,8 +214,8 @@ class Ingress:
         if degraded:
             for item in items:
                 item["reasons"].append("fallback:seasonal_popularity")
-        STAGE_SECONDS.labels("rerank").observe(time.perf_counter() - reranked_at)
-        STAGE_SECONDS.labels("total").observe(time.perf_counter() - started)
+        self.stages.labels("rerank").observe(time.perf_counter() - reranked_at)
+        self.stages.labels("total").observe(time.perf_counter() - started)
         return RecommendationResponse(items=items, model_version=version, degraded=degraded, request_id=request_id)
 
     @api.post("/v1/events", response_model=EventResponse)

@@ -16,6 +16,8 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from seasonrec import schema as s
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
@@ -69,9 +71,16 @@ class FeatureReader:
         self.store = open_store(settings)
         self.provider = self.store._get_provider()
         names = (s.USER_STATS, s.USER_HISTORY, s.ITEM_PROFILE, s.ITEM_DEMAND, s.REGION_ITEM_TRENDS, s.SEASONAL_POOLS)
-        self.views = {name: self.store.get_feature_view(name) for name in names}
+        try:
+            self.views = {name: self.store.get_feature_view(name) for name in names}
+        except Exception as exc:  # FeatureViewNotFoundException and registry errors
+            raise SeasonrecError(
+                f"Feast project {settings.feast.project!r}: {str(exc).splitlines()[0]};"
+                " run `seasonrec features apply` and `features materialize` first"
+            ) from exc
         cfg = settings.serving
         self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
+        self.trends = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.neighbours = _neighbours(settings)
         self.fallback_pools = _offline_pools(settings)
         self.new_arrivals = _new_arrivals(settings)
@@ -131,9 +140,17 @@ class FeatureReader:
             profiles = self._read(s.ITEM_PROFILE, [{s.ITEM_ID: i} for i in missing])
             demand = self._read(s.ITEM_DEMAND, [{s.ITEM_ID: i} for i in missing])
             for item, p, d in zip(missing, profiles, demand, strict=True):
+                if p.get(s.TITLE_EMBEDDING) is not None:
+                    p[s.TITLE_EMBEDDING] = np.asarray(p[s.TITLE_EMBEDDING], dtype=np.float32)
                 self.items.put(item, {**p, **d})
-        trends = self._read(s.REGION_ITEM_TRENDS, [{s.ITEM_ID: i, s.REGION: region} for i in item_ids])
-        return [{s.ITEM_ID: i, **(self.items.get(i) or {}), **t} for i, t in zip(item_ids, trends, strict=True)]
+        # Trends change when materialized (daily); the cache's TTL bounds how stale one can be.
+        stale = [i for i in item_ids if self.trends.get((i, region)) is None]
+        if stale:
+            for item, t in zip(
+                stale, self._read(s.REGION_ITEM_TRENDS, [{s.ITEM_ID: i, s.REGION: region} for i in stale]), strict=True
+            ):
+                self.trends.put((item, region), t)
+        return [{s.ITEM_ID: i, **(self.items.get(i) or {}), **(self.trends.get((i, region)) or {})} for i in item_ids]
 
     def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
         """Everything the scorer and the re-ranker need for one request."""

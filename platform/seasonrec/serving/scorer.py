@@ -12,47 +12,66 @@ import time
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from seasonrec import schema as s
 from seasonrec.config import Settings
-from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, item_arrays, user_arrays
+from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab
+from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
 from seasonrec.triton.client import RankerClient, ScorerUnavailable
 
 VERSION_CHECK_S = 2.0
-
-USER_SCHEMA = {
-    s.HISTORY_ITEM_IDS: pl.List(pl.String),
-    s.HISTORY_AGE_HOURS: pl.List(pl.Float64),
-    s.REQUEST_TS: pl.Int64,
-    "last_purchase_ts": pl.Int64,
-    s.REGION: pl.String,
-    **{c: pl.Float64 for c in CONTEXT_COLUMNS},
-}
-ITEM_SCHEMA = {
-    s.ITEM_ID: pl.String,
-    s.CATEGORY: pl.String,
-    s.TITLE_EMBEDDING: pl.List(pl.Float32),
-    **{c: pl.Float64 for c in ITEM_DENSE_COLUMNS},
-}
 
 
 class VersionShapes:
     def __init__(self, folder: Path):
         config = json.loads((folder / "config.json").read_text())
         self.vocab = Vocab.load(folder / VOCAB_FILE)
+        self.items = self.vocab.item_index()
+        self.categories = self.vocab.category_index()
+        self.regions = self.vocab.region_index()
         self.history_length = config["history_length"]
         self.title_dim = config["title_dim"]
 
 
+def _log1p(values: list) -> np.ndarray:
+    x = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.nan_to_num(np.log1p(np.clip(x, 0, None)), nan=0.0)
+
+
 def encode(fetched: dict, shapes: VersionShapes) -> dict[str, np.ndarray]:
-    """One request's tensors, batch of 1."""
-    user = pl.DataFrame([{k: fetched["user"].get(k) for k in USER_SCHEMA}], schema=USER_SCHEMA)
-    items = pl.DataFrame([{k: row.get(k) for k in ITEM_SCHEMA} for row in fetched["items"]], schema=ITEM_SCHEMA)
-    batch = user_arrays(user, shapes.vocab, shapes.history_length)
-    batch.update({k: v[None] for k, v in item_arrays(items, shapes.vocab, shapes.title_dim).items()})
-    return batch
+    """One request's tensors (batch of 1), exactly as `model.batch` encodes training rows.
+
+    In numpy rather than polars: a request is one row and a few hundred items, where
+    building DataFrames costs more than the arithmetic (a unit test keeps the two equal).
+    """
+    user, items, h = fetched["user"], fetched["items"], shapes.history_length
+    index, categories, regions = shapes.items, shapes.categories, shapes.regions
+    history = [index.get(i, UNSEEN) for i in (user.get(s.HISTORY_ITEM_IDS) or [])][-h:]
+    ages = list(user.get(s.HISTORY_AGE_HOURS) or [])[-h:]
+    context = [
+        user.get(c) or 0.0 if c in ("week_sin", "week_cos") else _log1p([user.get(c)])[0] for c in CONTEXT_COLUMNS
+    ]
+    last = user.get("last_purchase_ts")
+    days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
+    context.append(float(np.log1p(max(days, 0.0))) if days is not None else 8.0)
+    zero = np.zeros(shapes.title_dim, dtype=np.float32)
+    return {
+        "history_ids": np.array([[PAD] * (h - len(history)) + history], dtype=np.int64),
+        "history_age_hours": np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
+        "context": np.array([context], dtype=np.float32),
+        "region": np.array([regions.get(user.get(s.REGION), UNSEEN)], dtype=np.int64),
+        "cand_ids": np.array([[index.get(r[s.ITEM_ID], UNSEEN) for r in items]], dtype=np.int64),
+        "cand_categories": np.array([[categories.get(r.get(s.CATEGORY), UNSEEN) for r in items]], dtype=np.int64),
+        "cand_titles": np.stack([_title(r.get(s.TITLE_EMBEDDING), zero) for r in items])[None],
+        "cand_dense": np.stack([_log1p([r.get(c) for r in items]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(
+            np.float32
+        ),
+    }
+
+
+def _title(value, zero: np.ndarray) -> np.ndarray:
+    return zero if value is None else np.asarray(value, dtype=np.float32)
 
 
 class Scorer:

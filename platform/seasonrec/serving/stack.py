@@ -103,6 +103,9 @@ class ServeStack:
         env["SEASONREC_CONFIG"] = str(settings_file)
         # Ray requires token authentication; this head and its drivers share a fresh token.
         env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
+        # Ray starts workers at nice 15 so its own daemons come first; a Serve replica
+        # answering requests must not wait behind every batch process on the machine.
+        env.setdefault("RAY_worker_niceness", "0")
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         head = subprocess.Popen(
             [

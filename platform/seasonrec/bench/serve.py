@@ -1,0 +1,144 @@
+"""The HTTP API under closed-loop load on loopback, next to its three stages timed directly.
+
+Closed loop: each of C clients sends its next request as soon as the last one
+answers. Every level is bounded both by a request count and by time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+from seasonrec.config import Settings
+from seasonrec.errors import SeasonrecError
+from seasonrec.progress import progress
+
+AT = datetime(2024, 12, 10, 12, tzinfo=UTC)
+
+
+def _bodies(settings: Settings, n_candidates: int, users: int = 50) -> list[dict]:
+    import polars as pl
+
+    from seasonrec import schema as s
+    from seasonrec.features.store import sample_users
+
+    items = pl.read_parquet(settings.paths.features / f"{s.ITEM_PROFILE}.parquet", columns=[s.ITEM_ID])
+    catalogue = items[s.ITEM_ID].unique().sort().to_list()
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "user_id": user,
+            "k": 10,
+            "region": "GB",
+            "at": AT.isoformat(),
+            "candidates": list(rng.choice(catalogue, size=min(n_candidates, len(catalogue)), replace=False)),
+        }
+        for user in sample_users(settings, users)
+    ]
+
+
+async def _load(url: str, bodies: list[dict], concurrency: int, requests: int, seconds: float) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(worker: int) -> None:
+        nonlocal errors, sent
+        async with httpx.AsyncClient(timeout=30) as http:
+            while sent < requests and time.monotonic() < deadline:
+                body = bodies[(sent + worker) % len(bodies)]
+                sent += 1
+                started = time.perf_counter()
+                try:
+                    reply = await http.post(url, json=body)
+                    ok = reply.status_code == 200 and not reply.json()["degraded"]
+                except httpx.HTTPError:
+                    ok = False
+                latencies.append((time.perf_counter() - started) * 1000)
+                errors += not ok
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(w) for w in range(concurrency)))
+    wall = time.perf_counter() - started
+    ms = np.array(latencies)
+    return {
+        "concurrency": concurrency,
+        "requests": len(ms),
+        "errors or degraded": errors,
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+        "requests/s": round(len(ms) / wall, 1),
+    }
+
+
+def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[str, float]:
+    """p50 ms of each stage called directly, in process: Feast fetch, Triton score, re-rank."""
+    from seasonrec.serving.app import _purchases, _rows
+    from seasonrec.serving.fetcher import FeatureReader
+    from seasonrec.serving.rules import Candidate, RuleBook, rerank
+    from seasonrec.serving.scorer import Scorer
+
+    reader = FeatureReader(settings)
+    book = RuleBook(settings.paths.resolve(settings.serving.rules_path))
+    times: dict[str, list[float]] = {"fetch": [], "score": [], "rerank": []}
+
+    async def run() -> None:
+        scorer = Scorer(settings)
+        for i in range(repeats + 10):
+            body = bodies[i % len(bodies)]
+            t0 = time.perf_counter()
+            fetched = reader.request(body["user_id"], body["region"], AT, body["candidates"])
+            t1 = time.perf_counter()
+            scores, _ = await scorer.score(fetched)
+            t2 = time.perf_counter()
+            rows = [Candidate(**r) for r in _rows(fetched, scores)]
+            rerank(rows, book.current(), body["k"], AT, fetched["region"], _purchases(fetched["user"]))
+            t3 = time.perf_counter()
+            if i >= 10:
+                for name, span in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
+                    span_ms = span * 1000
+                    times[name].append(span_ms)
+        await scorer.client.close()
+
+    asyncio.run(run())
+    return {name: float(np.percentile(v, 50)) for name, v in times.items()}
+
+
+def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
+    import httpx
+
+    base = f"http://{settings.serving.host}:{settings.serving.port}"
+    try:
+        httpx.get(f"{base}/readyz", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise SeasonrecError(f"{base}/readyz: not ready ({type(exc).__name__}); run `seasonrec serve start`") from exc
+    bodies = _bodies(settings, args.candidates_per_request)
+    rows = []
+    for concurrency in progress([1, 4, 16], description="closed-loop load"):
+        result = asyncio.run(_load(f"{base}/v1/recommendations", bodies, concurrency, args.requests, args.seconds))
+        rows.append({"measure": "end to end, HTTP", **result})
+    stages = _stages(settings, bodies)
+    total = sum(stages.values())
+    e2e = rows[0]["p50_ms"]
+    blank = {k: "" for k in list(rows[0])[1:]}
+    rows.append(
+        {
+            "measure": "stages called directly, p50 ms: "
+            + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+            + f"; sum {total:.1f}",
+            **blank,
+        }
+    )
+    rows.append({"measure": f"serving overhead: end-to-end p50 (c=1) / sum of stages = {e2e / total:.2f}", **blank})
+    title = (
+        f"HTTP API, closed loop on loopback, {args.candidates_per_request} candidates a request, "
+        f"at most {args.requests} requests or {args.seconds:.0f} s per level"
+    )
+    return title, rows

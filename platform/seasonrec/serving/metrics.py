@@ -1,0 +1,14 @@
+"""Prometheus metrics of the serving graph, registered once per replica process.
+
+In their own module: Ray pickles a Serve deployment's class by value, and a
+metric pickled with it would be a copy the registry never sees.
+"""
+
+from prometheus_client import Histogram
+
+STAGE_SECONDS = Histogram(
+    "seasonrec_stage_seconds",
+    "Latency of each stage of a recommendation (fetch, score, rerank, total), seen from the ingress.",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28),
+)
