@@ -8,7 +8,7 @@ SEASONREC := $(BIN)/seasonrec
 # The demo keeps its files apart from anything you generate by hand (set for `make demo` only).
 DEMO_DATA ?= data/demo
 
-.PHONY: install demo test lint clean
+.PHONY: install demo demo-stop test lint clean
 
 install: $(STAMP)
 
@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml
 	$(VENV)/triton-python/bin/pip install -q 'numpy<2' 'onnxruntime>=1.18'
 	touch $@
 
-demo: export SEASONREC__PATHS__DATA_DIR = $(DEMO_DATA)
+demo demo-stop: export SEASONREC__PATHS__DATA_DIR = $(DEMO_DATA)
+demo demo-stop: export SEASONREC__TRITON__REPOSITORY = $(DEMO_DATA)/model_repository
 demo: install
 	$(SEASONREC) data generate
 	$(SEASONREC) data ingest --source canonical --input $(DEMO_DATA)/raw
@@ -36,6 +37,14 @@ demo: install
 	$(SEASONREC) features training-set --end 2024-10-01T00:00:00 --negatives 7 --out $(DEMO_DATA)/training_set.parquet
 	$(SEASONREC) train --workers 2 --training-set $(DEMO_DATA)/training_set.parquet --out $(DEMO_DATA)/checkpoints/ranker
 	$(SEASONREC) evaluate --checkpoint $(DEMO_DATA)/checkpoints/ranker --test-start 2024-10-01 --test-end 2024-12-31 --out $(DEMO_DATA)/evaluation
+	$(SEASONREC) export --checkpoint $(DEMO_DATA)/checkpoints/ranker --training-set $(DEMO_DATA)/training_set.parquet --metrics $(DEMO_DATA)/evaluation/metrics.json
+	$(SEASONREC) serve stop
+	$(SEASONREC) serve start
+	$(SEASONREC) recommend --users 2 --k 5 --region GB --region AU --at 2024-07-10T12:00:00 --at 2024-12-10T12:00:00
+	@echo "The stack is still running: http://127.0.0.1:8080/docs. Stop it with: make demo-stop"
+
+demo-stop: install
+	$(SEASONREC) serve stop
 
 test: install
 	$(BIN)/ruff check platform tests feature_repo ray_jobs

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -195,7 +195,9 @@ class FeatureReader:
         types = ([*(current.get(s.HISTORY_EVENT_TYPES) or [None] * (len(ids) - 1)), event_type])[-n:]
         row = {
             s.USER_ID: [user_id],
-            s.FEATURE_TS: [pd.Timestamp(at)],
+            # Stamped when written: an online store keeps the newest row, and a replayed
+            # event from the past must still replace the materialized snapshot.
+            s.FEATURE_TS: [pd.Timestamp(max(at, datetime.now(UTC)))],
             s.HISTORY_ITEM_IDS: [ids],
             s.HISTORY_TS: [times],
             s.HISTORY_EVENT_TYPES: [types],
