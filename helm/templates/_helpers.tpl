@@ -154,7 +154,8 @@ out to running ReRankers without a restart.
   mountPath: /var/lib/seasonrec
 {{- end }}
 
-{{/* Training clusters also see Triton's repository (type pvc), where ray_jobs/export.py writes new versions. */}}
+{{/* Training clusters see Triton's repository (type pvc), where ray_jobs/export.py writes new versions;
+the Serve pods see it too, to read each live version's vocabulary. */}}
 {{- define "seasonrec.exportsModels" -}}
 {{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.type "pvc") }}true{{ end }}
 {{- end }}

@@ -84,7 +84,6 @@ def test_training_job_on_cpu_trains_from_scratch_with_the_settings_epochs(chart,
 def test_every_ray_pod_gets_the_settings_env_config_and_shared_storage(chart, ci_docs):
     pods = all_ray_pods(chart, ci_docs)
     assert len(pods) == 6, "RayService head+workers, RayJob head+GPU, RayCluster head+GPU"
-    serving = ray_pods(chart.one(ci_docs, "RayService"))
     for pod in pods:
         (container,) = pod["spec"]["containers"]
         env = env_of(container)
@@ -92,11 +91,9 @@ def test_every_ray_pod_gets_the_settings_env_config_and_shared_storage(chart, ci
         assert container["workingDir"] == "/app", "ray start runs here, so `python ray_jobs/...` resolves"
         assert container["image"] == "registry.example.com/ml/seasonrec:0.1.0"
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-        expected = {"/etc/seasonrec": "config", "/var/lib/seasonrec": "data"}
-        # Training clusters run ray_jobs/export.py, which writes new versions into Triton's repository.
-        if pod not in serving:
-            expected["/models"] = "models"
-        assert mounts == expected
+        # Training clusters write new versions into Triton's repository (ray_jobs/export.py);
+        # Serve pods read each live version's vocabulary from it.
+        assert mounts == {"/etc/seasonrec": "config", "/var/lib/seasonrec": "data", "/models": "models"}
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "rec-seasonrec-data"
         projected = [
