@@ -78,11 +78,10 @@ def test_pushed_event_updates_online_history_at_once(feast_settings):
     now = datetime.now(UTC)
     history = (before[s.HISTORY_ITEM_IDS] + ["PUSHED-ITEM"])[-feast_settings.features.history_length :]
     times = (before[s.HISTORY_TS] + [int(now.timestamp())])[-feast_settings.features.history_length :]
+    types = (before[s.HISTORY_EVENT_TYPES] + ["purchase"])[-feast_settings.features.history_length :]
     fs = feast_store.open_store(feast_settings)
-    fs.push(
-        s.USER_EVENTS_PUSH,
-        pd.DataFrame({s.USER_ID: [user], s.FEATURE_TS: [now], s.HISTORY_ITEM_IDS: [history], s.HISTORY_TS: [times]}),
-    )
+    row = {s.HISTORY_ITEM_IDS: [history], s.HISTORY_TS: [times], s.HISTORY_EVENT_TYPES: [types]}
+    fs.push(s.USER_EVENTS_PUSH, pd.DataFrame({s.USER_ID: [user], s.FEATURE_TS: [now], **row}))
     after = feast_store.online_features(feast_settings, user)["user"]
-    assert after[s.HISTORY_ITEM_IDS][-1] == "PUSHED-ITEM"
+    assert after[s.HISTORY_ITEM_IDS][-1] == "PUSHED-ITEM" and after[s.HISTORY_EVENT_TYPES][-1] == "purchase"
     assert after[s.HISTORY_ITEM_IDS] != before[s.HISTORY_ITEM_IDS]
