@@ -80,10 +80,9 @@ async def _load(url: str, bodies: list[dict], concurrency: int, requests: int, s
 
 def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[str, float]:
     """p50 ms of each stage called directly, in process: Feast fetch, Triton score, re-rank."""
-    from seasonrec.serving.app import _purchases, _rows
     from seasonrec.serving.fetcher import FeatureReader
     from seasonrec.serving.rules import Candidate, RuleBook, rerank
-    from seasonrec.serving.scorer import Scorer
+    from seasonrec.serving.scorer import Scorer, purchases, scored_rows
 
     reader = FeatureReader(settings)
     book = RuleBook(settings.paths.resolve(settings.serving.rules_path))
@@ -98,8 +97,8 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
             t1 = time.perf_counter()
             scores, _ = await scorer.score(fetched)
             t2 = time.perf_counter()
-            rows = [Candidate(**r) for r in _rows(fetched, scores)]
-            rerank(rows, book.current(), body["k"], AT, fetched["region"], _purchases(fetched["user"]))
+            rows = [Candidate(**r) for r in scored_rows(fetched, scores)]
+            rerank(rows, book.current(), body["k"], AT, fetched["region"], purchases(fetched["user"]))
             t3 = time.perf_counter()
             if i >= 10:
                 for name, span in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):

@@ -68,8 +68,10 @@ class FeatureFetcher:
         return self.reader.request(user_id, region, at, candidates)
 
     def fallback(self, region: str | None, at: datetime) -> dict:
+        """Seasonal popularity from the offline pools, shaped like the Scorer's answer."""
         region = region or s.POOL_ALL_REGIONS
-        return {"region": region, "pool": self.reader.fallback_pool(region, at)}
+        rows = [{"item_id": item, "score": score} for item, score in self.reader.fallback_pool(region, at)]
+        return {"rows": rows, "purchases": {}, "region": region, "model_version": None, "degraded": True}
 
     def push(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
         self.reader.push_event(user_id, item_id, event_type, at)
@@ -92,15 +94,27 @@ class Scorer:
         return self.scorer
 
     async def score(self, fetched: dict) -> dict:
-        """{"scores", "model_version"}, or {"error"} when Triton is down, slow or refuses."""
+        """Scores and the re-ranker's rows; seasonal popularity with `degraded` when Triton fails."""
         from seasonrec.errors import SeasonrecError
+        from seasonrec.serving.scorer import purchases, scored_rows
 
+        started = time.perf_counter()
+        degraded, version = False, None
         try:
             timeout = self.settings.triton.timeout_ms / 1000
             scores, version = await asyncio.wait_for(self._get().score(fetched), timeout)
         except (SeasonrecError, TimeoutError) as exc:
-            return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
-        return {"scores": scores, "model_version": version}
+            log.warning("scoring failed (%s); seasonal fallback", type(exc).__name__)
+            scores, degraded = [row.get("pool_score", 0.0) for row in fetched["items"]], True
+        elapsed = {**fetched["elapsed_ms"], "score": (time.perf_counter() - started) * 1000}
+        return {
+            "rows": scored_rows(fetched, scores),
+            "purchases": purchases(fetched["user"]),
+            "region": fetched["region"],
+            "model_version": version,
+            "degraded": degraded,
+            "elapsed_ms": elapsed,
+        }
 
     async def ready(self) -> bool:
         return await self._get().client.ready()
@@ -114,13 +128,22 @@ class ReRanker:
         settings = load_settings(config)
         self.book = RuleBook(settings.paths.resolve(settings.serving.rules_path))
 
-    def rerank(self, rows: list[dict], purchases: dict[str, int], k: int, at: datetime, region: str) -> list[dict]:
+    def rerank(self, scored: dict, k: int, at: datetime) -> dict:
         from seasonrec.serving.rules import Candidate, rerank
 
+        started = time.perf_counter()
         fields = set(Candidate.__dataclass_fields__)
-        candidates = [Candidate(**{key: v for key, v in row.items() if key in fields}) for row in rows]
-        ranked = rerank(candidates, self.book.current(), k, at, region, purchases)
-        return [{"item_id": c.item_id, "score": _finite(c.score), "reasons": c.reasons} for c in ranked]
+        candidates = [Candidate(**{key: v for key, v in row.items() if key in fields}) for row in scored["rows"]]
+        ranked = rerank(candidates, self.book.current(), k, at, scored["region"], scored["purchases"])
+        fallback = ["fallback:seasonal_popularity"] if scored["degraded"] else []
+        items = [{"item_id": c.item_id, "score": _finite(c.score), "reasons": c.reasons + fallback} for c in ranked]
+        elapsed = {**scored.get("elapsed_ms", {}), "rerank": (time.perf_counter() - started) * 1000}
+        return {
+            "items": items,
+            "model_version": scored["model_version"],
+            "degraded": scored["degraded"],
+            "elapsed_ms": elapsed,
+        }
 
     def rules_status(self) -> dict:
         self.book.current()
@@ -129,34 +152,6 @@ class ReRanker:
 
 def _finite(x: float) -> float | None:
     return None if x != x else round(float(x), 6)  # NaN: a pinned item that was not scored
-
-
-def _purchases(user: dict) -> dict[str, int]:
-    types = user.get(s.HISTORY_EVENT_TYPES) or []
-    return {
-        item: ts
-        for item, ts, kind in zip(user.get(s.HISTORY_ITEM_IDS) or [], user.get(s.HISTORY_TS) or [], types, strict=False)
-        if kind == "purchase"
-    }
-
-
-def _rows(fetched: dict, scores: list[float]) -> list[dict]:
-    rows = []
-    for row, score in zip(fetched["items"], scores, strict=True):
-        demand = row.get("item_week_demand")
-        rows.append(
-            {
-                "item_id": row[s.ITEM_ID],
-                "score": float(score),
-                "category": row.get(s.CATEGORY),
-                "stock": row.get(s.STOCK),
-                "launch_ts": row.get(s.LAUNCH_TS),
-                "demand_index": demand,
-                "total_sales": row.get("total_sales"),
-                "trend_ratio": row.get("trend_ratio"),
-            }
-        )
-    return rows
 
 
 def _unprocessable(field: str, msg: str) -> JSONResponse:
@@ -188,35 +183,22 @@ class Ingress:
             return _unprocessable("candidates", f"at most {self.settings.serving.max_candidates} candidates")
         at = body.at or datetime.now(UTC)
         started = time.perf_counter()
-        degraded, version = False, None
+        # One chain: each stage hands its result straight to the next, not back through here.
+        fetched = self.fetcher.fetch.remote(body.user_id, body.region, at, body.candidates)
         try:
-            fetched = await self.fetcher.fetch.remote(body.user_id, body.region, at, body.candidates)
+            result = await self.reranker.rerank.remote(self.scorer.score.remote(fetched), body.k, at)
         except Exception as exc:  # the online store is down: serve the seasonal pools kept in memory
             log.warning("request %s: feature fetch failed (%s); seasonal fallback", request_id, type(exc).__name__)
-            fallback = await self.fetcher.fallback.remote(body.region, at)
-            fetched = {"user": {}, "region": fallback["region"], "items": [{s.ITEM_ID: i} for i, _ in fallback["pool"]]}
-            scores, degraded = [score for _, score in fallback["pool"]], True
-        else:
-            self.stages.labels("fetch").observe(time.perf_counter() - started)
-            scored_at = time.perf_counter()
-            result = await self.scorer.score.remote(fetched)
-            self.stages.labels("score").observe(time.perf_counter() - scored_at)
-            if "error" in result:
-                log.warning("request %s: scoring failed (%s); seasonal fallback", request_id, result["error"][:80])
-                pool = dict((await self.fetcher.fallback.remote(fetched["region"], at))["pool"])
-                scores, degraded = [pool.get(row[s.ITEM_ID], 0.0) for row in fetched["items"]], True
-            else:
-                scores, version = result["scores"], result["model_version"]
-        reranked_at = time.perf_counter()
-        items = await self.reranker.rerank.remote(
-            _rows(fetched, scores), _purchases(fetched["user"]), body.k, at, fetched["region"]
-        )
-        if degraded:
-            for item in items:
-                item["reasons"].append("fallback:seasonal_popularity")
-        self.stages.labels("rerank").observe(time.perf_counter() - reranked_at)
+            result = await self.reranker.rerank.remote(self.fetcher.fallback.remote(body.region, at), body.k, at)
+        for stage, ms in result["elapsed_ms"].items():
+            self.stages.labels(stage).observe(ms / 1000)
         self.stages.labels("total").observe(time.perf_counter() - started)
-        return RecommendationResponse(items=items, model_version=version, degraded=degraded, request_id=request_id)
+        return RecommendationResponse(
+            items=result["items"],
+            model_version=result["model_version"],
+            degraded=result["degraded"],
+            request_id=request_id,
+        )
 
     @api.post("/v1/events", response_model=EventResponse)
     async def event(self, body: EventRequest) -> EventResponse | JSONResponse:

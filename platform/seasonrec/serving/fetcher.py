@@ -124,9 +124,8 @@ class FeatureReader:
         week = at.isocalendar().week
         return self.fallback_pools.get((region, week)) or self.fallback_pools.get((s.POOL_ALL_REGIONS, week), [])
 
-    def candidates(self, user: dict, region: str, at: datetime) -> list[str]:
+    def candidates(self, user: dict, pool: list[str], at: datetime) -> list[str]:
         """The seasonal pool, neighbours of the recent items, and new in-season arrivals."""
-        pool = [item for item, _ in self.pool(region, at)]
         recent = (user.get(s.HISTORY_ITEM_IDS) or [])[-5:]
         near = [n for item in reversed(recent) for n in self.neighbours.get(item, ())]
         now = at.timestamp()
@@ -154,9 +153,11 @@ class FeatureReader:
 
     def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
         """Everything the scorer and the re-ranker need for one request."""
+        started = time.perf_counter()
         user = self.user(user_id)
         region = region or user.get(s.HOME_REGION) or s.POOL_ALL_REGIONS
-        items = candidates if candidates else self.candidates(user, region, at)
+        pool = dict(self.pool(region, at))
+        items = candidates if candidates else self.candidates(user, list(pool), at)
         rows = self.item_rows(items, region)
         ts = int(at.timestamp())
         context = seasonal_context(
@@ -171,6 +172,7 @@ class FeatureReader:
         for i, row in enumerate(rows):
             row["item_week_demand"] = context["item_week_demand"][i]
             row["item_age_days"] = context["item_age_days"][i]
+            row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity
         user.update(
             {
                 s.REGION: region,
@@ -181,7 +183,12 @@ class FeatureReader:
                 "days_to_holiday": context["days_to_holiday"][-1],
             }
         )
-        return {"user": user, "items": rows, "region": region}
+        return {
+            "user": user,
+            "items": rows,
+            "region": region,
+            "elapsed_ms": {"fetch": (time.perf_counter() - started) * 1000},
+        }
 
     def push_event(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
         """Append an event to the user's online history at once (Feast push, online only)."""

@@ -114,3 +114,30 @@ class Scorer:
             self.live = None  # the version may have been swapped out: look again next time
             raise
         return scores[0].tolist(), answered
+
+
+def purchases(user: dict) -> dict[str, int]:
+    """Item id -> Unix time of the user's last purchase of it, from the live history."""
+    types = user.get(s.HISTORY_EVENT_TYPES) or []
+    return {
+        item: ts
+        for item, ts, kind in zip(user.get(s.HISTORY_ITEM_IDS) or [], user.get(s.HISTORY_TS) or [], types, strict=False)
+        if kind == "purchase"
+    }
+
+
+def scored_rows(fetched: dict, scores: list[float]) -> list[dict]:
+    """What the re-ranker needs of each candidate: small, so it travels cheaply between replicas."""
+    return [
+        {
+            "item_id": row[s.ITEM_ID],
+            "score": float(score),
+            "category": row.get(s.CATEGORY),
+            "stock": row.get(s.STOCK),
+            "launch_ts": row.get(s.LAUNCH_TS),
+            "demand_index": row.get("item_week_demand"),
+            "total_sales": row.get("total_sales"),
+            "trend_ratio": row.get("trend_ratio"),
+        }
+        for row, score in zip(fetched["items"], scores, strict=True)
+    ]
