@@ -14,16 +14,11 @@ from seasonrec.errors import SeasonrecError
 from seasonrec.export.export import TOLERANCE, export_model, parity_batches
 from seasonrec.export.repository import CARD_FILE
 from seasonrec.model.train import TrainOptions, load_model, train
+from seasonrec.processes import free_port, group_members
 from seasonrec.triton.client import RankerClient, ScorerUnavailable
-from seasonrec.triton.server import TritonServer, group_members
+from seasonrec.triton.server import TritonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def with_triton(settings, root, **triton):
@@ -56,7 +51,7 @@ def exported(training_set, checkpoints, tmp_path_factory):
     return settings, path, first
 
 
-def _request(settings, path, checkpoint):
+def _request(path, checkpoint):
     model, vocab = load_model(checkpoint)
     return model, parity_batches(path, model, vocab)[1]  # one real request with 200 candidates
 
@@ -119,7 +114,7 @@ def test_triton_scores_equal_pytorch_then_swaps_versions_under_load(exported, ch
     server = TritonServer(settings)
     server.start()
     try:
-        model, batch = _request(settings, path, checkpoints[0])
+        model, batch = _request(path, checkpoints[0])
         import torch
 
         with torch.inference_mode():
@@ -189,7 +184,7 @@ def test_stop_leaves_no_process_and_a_stopped_server_is_unavailable(exported, ch
     assert server.stop() is True
     assert group_members(pid) == []  # no orphan: neither the server nor a Python-backend stub
     assert server.status() == {"running": False}
-    _, batch = _request(settings, path, checkpoints[0])
+    _, batch = _request(path, checkpoints[0])
     with pytest.raises(ScorerUnavailable):
         asyncio.run(_score(settings, batch))
 

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from seasonrec.processes import free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,12 +29,6 @@ BIN = Path(sys.executable).parent
 def clean_env() -> dict[str, str]:
     """This environment without seasonrec overrides: the job must follow its --config alone."""
     return {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Ray 2.59+ requires token authentication; the test's cluster and its client share this token.
@@ -79,6 +75,21 @@ def ray_head(tmp_path_factory):
     head.wait(timeout=60)
 
 
+def submit(address: str, script: str, *args) -> subprocess.CompletedProcess:
+    """`ray job submit ... -- python SCRIPT ARGS` exactly as the docstrings show; asserts SUCCEEDED."""
+    env = {**clean_env(), **TOKEN_ENV}
+    command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--", "python", script]
+    proc = subprocess.run([*command, *map(str, args)], cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    job_id = re.search(r"Job '(raysubmit_\w+)' submitted", proc.stdout + proc.stderr).group(1)
+    # In a child process: Ray keeps the first auth token it loads for the life of a process,
+    # and this one must not leak into later tests' local clusters.
+    query = f"from ray.job_submission import JobSubmissionClient as C; print(C('{address}').get_job_status('{job_id}'))"
+    status = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, env=env, timeout=60)
+    assert status.stdout.strip() == "SUCCEEDED", status.stderr[-2000:]
+    return proc
+
+
 def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_path):
     settings, path = training_set
     config = tmp_path / "job.yaml"
@@ -86,45 +97,20 @@ def test_train_job_succeeds_and_writes_a_checkpoint(ray_head, training_set, tmp_
         yaml.safe_dump({"paths": {"data_dir": str(settings.paths.root)}, "features": {"title_encoder": "hashing"}})
     )
     out = tmp_path / "ckpt"
-    env = {**clean_env(), **TOKEN_ENV}
-    proc = subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
-            ray_head,
-            "--working-dir",
-            ".",
-            "--",
-            "python",
-            "ray_jobs/train.py",
-            "--config",
-            str(config),
-            "--training-set",
-            str(path),
-            "--workers",
-            "1",
-            "--epochs",
-            "1",
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
+    submit(
+        ray_head,
+        "ray_jobs/train.py",
+        "--config",
+        config,
+        "--training-set",
+        path,
+        "--workers",
+        1,
+        "--epochs",
+        1,
+        "--out",
+        out,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    job_id = re.search(r"Job '(raysubmit_\w+)' submitted", proc.stdout + proc.stderr).group(1)
-    # In a child process: Ray keeps the first auth token it loads for the life of a process,
-    # and this one must not leak into later tests' local clusters.
-    query = (
-        f"from ray.job_submission import JobSubmissionClient as C; print(C('{ray_head}').get_job_status('{job_id}'))"
-    )
-    status = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, env=env, timeout=60)
-    assert status.stdout.strip() == "SUCCEEDED", status.stderr[-2000:]
     assert (out / "config.json").is_file() and (out / "vocab.json").is_file()
     assert json.loads((out / "training_history.json").read_text())["epochs"]
 
@@ -151,37 +137,7 @@ def test_materialize_job_succeeds_and_fills_the_online_store(ray_head, tiny_shop
             {"paths": {"data_dir": str(settings.paths.root)}, "feast": {"profile": "embedded", "project": project}}
         )
     )
-    env = {**clean_env(), **TOKEN_ENV}
-    proc = subprocess.run(
-        [
-            str(BIN / "ray"),
-            "job",
-            "submit",
-            "--address",
-            ray_head,
-            "--working-dir",
-            ".",
-            "--",
-            "python",
-            "ray_jobs/materialize.py",
-            "--config",
-            str(config),
-            "--end",
-            "2024-07-01T00:00:00",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    job_id = re.search(r"Job '(raysubmit_\w+)' submitted", proc.stdout + proc.stderr).group(1)
-    query = (
-        f"from ray.job_submission import JobSubmissionClient as C; print(C('{ray_head}').get_job_status('{job_id}'))"
-    )
-    status = subprocess.run([sys.executable, "-c", query], capture_output=True, text=True, env=env, timeout=60)
-    assert status.stdout.strip() == "SUCCEEDED", status.stderr[-2000:]
+    proc = submit(ray_head, "ray_jobs/materialize.py", "--config", config, "--end", "2024-07-01T00:00:00")
     summary = next(json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"profile"'))
     assert summary == {"profile": "embedded", "start": "1995-01-01T00:00:00+00:00", "end": "2024-07-01T00:00:00+00:00"}
     assert feast_store.online_features(settings, user)["user"]["n_purchases"] > 0

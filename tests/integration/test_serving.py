@@ -18,18 +18,13 @@ from seasonrec.export.export import export_model
 from seasonrec.features import store as feast_store
 from seasonrec.features.store import sample_users
 from seasonrec.model.train import TrainOptions, train
+from seasonrec.processes import free_port
 from seasonrec.serving.stack import ServeStack
 from seasonrec.triton.server import TritonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 JULY, DECEMBER = "2024-07-10T12:00:00+00:00", "2024-12-10T12:00:00+00:00"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _stack_settings(training_set, root, profile="embedded", redis="127.0.0.1:6379"):

@@ -7,7 +7,6 @@ ranges: the cost of scoring does not depend on which items are asked about.
 from __future__ import annotations
 
 import asyncio
-import socket
 import tempfile
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from seasonrec import schema as s
 from seasonrec.bench import percentiles
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
+from seasonrec.processes import free_port
 from seasonrec.progress import progress
 
 WAYS = ("eager", "onnxruntime", "triton")
@@ -38,12 +38,6 @@ def random_request(config, candidates: int, seed: int = 0) -> dict[str, np.ndarr
         "cand_titles": rng.normal(size=(1, candidates, config.title_dim)).astype(np.float32),
         "cand_dense": rng.normal(size=(1, candidates, config.item_dense_dim)).astype(np.float32),
     }
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _eager(model):
@@ -82,9 +76,9 @@ def bench_scoring(settings: Settings, args) -> tuple[str, list[dict]]:
             "triton": settings.triton.model_copy(
                 update={
                     "repository": work / "repository",
-                    "http_port": _free_port(),
-                    "grpc_port": _free_port(),
-                    "metrics_port": _free_port(),
+                    "http_port": free_port(),
+                    "grpc_port": free_port(),
+                    "metrics_port": free_port(),
                     "timeout_ms": 10_000,
                 }
             ),

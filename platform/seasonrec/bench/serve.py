@@ -102,8 +102,7 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
             t3 = time.perf_counter()
             if i >= 10:
                 for name, span in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
-                    span_ms = span * 1000
-                    times[name].append(span_ms)
+                    times[name].append(span * 1000)
         await scorer.client.close()
 
     asyncio.run(run())

@@ -39,6 +39,12 @@ def load_groups(
     if sizes.n_unique() != 1:
         raise SeasonrecError(f"{training_set}: groups have different sizes; rebuild the training set")
     per_group = int(sizes[0])
+    titles = rows[s.TITLE_EMBEDDING].drop_nulls()
+    if len(titles) and len(titles[0]) != title_dim:
+        raise SeasonrecError(
+            f"{training_set}: column '{s.TITLE_EMBEDDING}' has {len(titles[0])} dimensions but the model takes"
+            f" {title_dim}: an incompatible model (was it trained with another title encoder?)"
+        )
     heads = rows.filter(pl.col(LABEL) == 1)
     if heads.height * per_group != rows.height:
         raise SeasonrecError(f"{training_set}: every group needs exactly one purchase")

@@ -186,18 +186,6 @@ def catalogue(features_dir: Path) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
-def _check_title_dim(training_set: Path, title_dim: int) -> None:
-    if not Path(training_set).is_file():
-        return  # load_groups names the missing file
-    sample = pl.read_parquet(training_set, columns=[s.TITLE_EMBEDDING])[s.TITLE_EMBEDDING].drop_nulls().head(1)
-    found = len(sample[0]) if len(sample) else title_dim
-    if found != title_dim:
-        raise SeasonrecError(
-            f"{training_set}: column '{s.TITLE_EMBEDDING}' has {found} dimensions but the model takes {title_dim}:"
-            " an incompatible model (was it trained with another title encoder?)"
-        )
-
-
 def prepare(settings, training_set: Path, init_from: Path | None, val_weeks: int):
     """(model, vocab, training arrays, validation arrays, group times): a new model, or last season's."""
     from seasonrec.model.data import load_groups, split_by_time
@@ -209,7 +197,6 @@ def prepare(settings, training_set: Path, init_from: Path | None, val_weeks: int
         regions = pl.read_parquet(training_set, columns=[s.REGION])[s.REGION].unique().to_list()
         vocab = Vocab.build(profiles, regions)
         model = new_model(vocab, profiles, settings.features.history_length, settings.features.embedding_dim)
-    _check_title_dim(training_set, model.config.title_dim)
     arrays, times = load_groups(training_set, vocab, model.config.history_length, model.config.title_dim)
     train_arrays, val_arrays = split_by_time(arrays, times, val_weeks)
     return model, vocab, train_arrays, val_arrays, times

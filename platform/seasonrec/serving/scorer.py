@@ -50,7 +50,7 @@ def encode(fetched: dict, shapes: VersionShapes) -> dict[str, np.ndarray]:
     history = [index.get(i, UNSEEN) for i in (user.get(s.HISTORY_ITEM_IDS) or [])][-h:]
     ages = list(user.get(s.HISTORY_AGE_HOURS) or [])[-h:]
     context = [
-        user.get(c) or 0.0 if c in ("week_sin", "week_cos") else _log1p([user.get(c)])[0] for c in CONTEXT_COLUMNS
+        (user.get(c) or 0.0) if c in ("week_sin", "week_cos") else _log1p([user.get(c)])[0] for c in CONTEXT_COLUMNS
     ]
     last = user.get("last_purchase_ts")
     days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
@@ -78,7 +78,6 @@ class Scorer:
     """Create inside the event loop that will use it (the gRPC channel binds to it)."""
 
     def __init__(self, settings: Settings):
-        self.settings = settings
         self.folder = settings.paths.resolve(settings.triton.repository) / settings.triton.model
         self.client = RankerClient(settings.triton)
         self.shapes: dict[int, VersionShapes] = {}
@@ -87,17 +86,7 @@ class Scorer:
 
     async def _live_version(self) -> int:
         if self.live is None or time.monotonic() - self._checked > VERSION_CHECK_S:
-            try:
-                index = await self.client._client.get_model_repository_index(
-                    as_json=True, client_timeout=self.client.timeout_s
-                )
-            except Exception as exc:
-                raise ScorerUnavailable(f"Triton at {self.client.url}: {type(exc).__name__}") from exc
-            ready = [
-                int(m["version"])
-                for m in index.get("models", [])
-                if m.get("name") == self.settings.triton.model and m.get("state") == "READY"
-            ]
+            ready = await self.client.ready_versions()
             if not ready:
                 raise ScorerUnavailable(f"Triton at {self.client.url}: no ready version of the ranker")
             self.live, self._checked = max(ready), time.monotonic()

@@ -7,11 +7,9 @@ process this starts is stopped by its own id; state lives in `<data_dir>/serve/`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -23,15 +21,10 @@ import yaml
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.triton.server import TritonServer, group_members
+from seasonrec.processes import free_port, port_free, stop_group
+from seasonrec.triton.server import TritonServer
 
 APP_NAME = "seasonrec"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _ready(url: str, timeout_s: float) -> bool:
@@ -86,18 +79,15 @@ class ServeStack:
         if self.state():
             raise SeasonrecError(f"the stack is already running ({self.state_file}); `seasonrec serve stop` first")
         host, port = self.settings.serving.host, self.settings.serving.port
-        with socket.socket() as sock:
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                raise SeasonrecError(f"port {port} (serving.port) is in use on {host}") from exc
+        if not port_free(host, port):
+            raise SeasonrecError(f"port {port} (serving.port) is in use on {host}")
         triton = TritonServer(self.settings)
         started_triton = False
         if triton.state() is None:
             triton.start()
             started_triton = True
         settings_file = self._settings_file()
-        ray_port = _free_port()
+        ray_port = free_port()
         temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC__")}
         env["SEASONREC_CONFIG"] = str(settings_file)
@@ -117,7 +107,7 @@ class ServeStack:
                 "--block",
                 f"--port={ray_port}",
                 "--include-dashboard=false",
-                f"--ray-client-server-port={_free_port()}",
+                f"--ray-client-server-port={free_port()}",
                 f"--temp-dir={temp}",
             ],
             stdout=(self.state_dir / "ray.log").open("w"),
@@ -164,16 +154,7 @@ class ServeStack:
         state = self.state()
         if state is None:
             return False
-        pid = state["ray_pid"]
-        if group_members(pid):
-            os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while group_members(pid) and time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                time.sleep(0.2)
-            if group_members(pid):
-                os.killpg(pid, signal.SIGKILL)
+        stop_group(state["ray_pid"])
         if state.get("triton_started"):
             TritonServer(self.settings).stop()
         self.state_file.unlink(missing_ok=True)

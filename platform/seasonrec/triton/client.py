@@ -67,6 +67,18 @@ class RankerClient:
             raise _classify(exc, self.url, self.model) from exc
         return result.as_numpy(s.RANKER_OUTPUT), result.get_response().model_version
 
+    async def ready_versions(self) -> list[int]:
+        """The versions of the model Triton has loaded and ready."""
+        try:
+            index = await self._client.get_model_repository_index(as_json=True, client_timeout=self.timeout_s)
+        except Exception as exc:
+            raise ScorerUnavailable(f"Triton at {self.url}: {type(exc).__name__}") from exc
+        return [
+            int(m["version"])
+            for m in index.get("models", [])
+            if m.get("name") == self.model and m.get("state") == "READY"
+        ]
+
     async def ready(self) -> bool:
         try:
             return await self._client.is_model_ready(self.model, client_timeout=self.timeout_s)

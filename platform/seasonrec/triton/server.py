@@ -9,12 +9,9 @@ State (pid, ports, log) lives in `<data_dir>/triton/`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -23,6 +20,7 @@ from pathlib import Path
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
+from seasonrec.processes import port_free, stop_group
 
 STATE_FILE = "server.json"
 LOG_FILE = "tritonserver.log"
@@ -84,16 +82,6 @@ def _environment(binary: Path, python_env: Path) -> dict[str, str]:
     return env
 
 
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def _alive(pid: int) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -137,7 +125,7 @@ class TritonServer:
         binary = _binary(self.settings)
         for key in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self.cfg, key)
-            if not _port_free(self.cfg.host, port):
+            if not port_free(self.cfg.host, port):
                 raise SeasonrecError(f"port {port} (triton.{key}) is in use on {self.cfg.host}")
         if not self.repository.is_dir():
             raise SeasonrecError(f"{self.repository}: model repository not found (triton.repository)")
@@ -219,12 +207,7 @@ class TritonServer:
         running = _alive(pid)
         if running:
             self._unload_all()
-            os.killpg(pid, signal.SIGTERM)
-            if not _wait_gone(pid, 30):
-                os.killpg(pid, signal.SIGKILL)
-                _wait_gone(pid, 5)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)  # anything of the group still there
+        stop_group(pid)
         self.state_file.unlink(missing_ok=True)
         return running
 
@@ -295,39 +278,6 @@ class TritonServer:
         self.load(sorted({*before, target}))
         self.load([target])
         return {"from": before, "to": target, "live": self.live_versions()}
-
-    def unload(self) -> None:
-        import tritonclient.http as http
-
-        http.InferenceServerClient(self.http_url).unload_model(self.cfg.model)
-
-
-def _reap(pid: int) -> None:
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
-
-
-def _wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        _reap(pid)
-        if not group_members(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _file_config(path: Path) -> dict:
