@@ -1,7 +1,9 @@
-"""Ports and process groups of the servers seasonrec starts (Triton, a Ray head).
+"""Ports and sessions of the servers seasonrec starts (Triton, a Ray head).
 
-Each server runs in a process group of its own, so stopping it stops its
-children too, and only what seasonrec started is ever signalled.
+Each server starts a session of its own, so stopping it stops everything it
+spawned, and only what seasonrec started is ever signalled. A session, not a
+process group: Ray puts each worker in a group of its own, and Serve's HAProxy
+outlives the Ray head unless it is stopped too.
 """
 
 from __future__ import annotations
@@ -30,34 +32,44 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
+def session_members(sid: int) -> list[int]:
+    """Live (not zombie) processes of a session."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
+        if int(fields[3]) == sid and fields[0] != "Z":
             members.append(int(stat.parent.name))
     return members
 
 
-def _wait_gone(pgid: int, seconds: float) -> bool:
+def _signal_all(pids: list[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+def _wait_gone(sid: int, seconds: float, leader_only: bool = False) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(pgid, os.WNOHANG)  # reap the leader if it is our child
-        if not group_members(pgid):
+            os.waitpid(sid, os.WNOHANG)  # reap the leader if it is our child
+        members = session_members(sid)
+        gone = sid not in members if leader_only else not members
+        if gone:
             return True
         time.sleep(0.05)
     return False
 
 
-def stop_group(pgid: int, grace_s: float = 30) -> None:
-    """SIGTERM the group, and SIGKILL whatever of it is still there after `grace_s`."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-        if not _wait_gone(pgid, grace_s):
-            os.killpg(pgid, signal.SIGKILL)
-            _wait_gone(pgid, 5)
+def stop_session(sid: int, grace_s: float = 30) -> None:
+    """SIGTERM the leader (it shuts its own children down in order), then whatever of the
+    session is left; SIGKILL what is still there after `grace_s`."""
+    _signal_all([sid], signal.SIGTERM)
+    _wait_gone(sid, grace_s, leader_only=True)
+    _signal_all(session_members(sid), signal.SIGTERM)
+    if not _wait_gone(sid, grace_s):
+        _signal_all(session_members(sid), signal.SIGKILL)
+        _wait_gone(sid, 5)

@@ -14,7 +14,7 @@ from seasonrec.errors import SeasonrecError
 from seasonrec.export.export import TOLERANCE, export_model, parity_batches
 from seasonrec.export.repository import CARD_FILE
 from seasonrec.model.train import TrainOptions, load_model, train
-from seasonrec.processes import free_port, group_members
+from seasonrec.processes import free_port, session_members
 from seasonrec.triton.client import RankerClient, ScorerUnavailable
 from seasonrec.triton.server import TritonServer
 
@@ -182,7 +182,7 @@ def test_stop_leaves_no_process_and_a_stopped_server_is_unavailable(exported, ch
     pid = server.start()["pid"]
     assert server.status()["ready"] is True
     assert server.stop() is True
-    assert group_members(pid) == []  # no orphan: neither the server nor a Python-backend stub
+    assert session_members(pid) == []  # no orphan: neither the server nor a Python-backend stub
     assert server.status() == {"running": False}
     _, batch = _request(path, checkpoints[0])
     with pytest.raises(ScorerUnavailable):

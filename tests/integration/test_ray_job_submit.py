@@ -7,7 +7,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from seasonrec.processes import free_port
+from seasonrec.processes import free_port, stop_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -37,7 +36,7 @@ TOKEN_ENV = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
 
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
-    """A head on free ports (never 6379: that is Redis), stopped by its own process group."""
+    """A head on free ports (never 6379: that is Redis), stopped by its own session."""
     port, dashboard, client = free_port(), free_port(), free_port()
     temp = tmp_path_factory.mktemp("ray")
     head = subprocess.Popen(
@@ -68,11 +67,10 @@ def ray_head(tmp_path_factory):
         except OSError:
             time.sleep(1)
     else:
-        os.killpg(head.pid, signal.SIGTERM)
+        stop_session(head.pid)
         pytest.fail("the Ray head's dashboard did not come up in 120 s")
     yield address
-    os.killpg(head.pid, signal.SIGTERM)
-    head.wait(timeout=60)
+    stop_session(head.pid)
 
 
 def submit(address: str, script: str, *args) -> subprocess.CompletedProcess:

@@ -6,6 +6,10 @@ and computes the seasonal context in process, with the same function as the
 on-demand view. Static item attributes sit in a bounded cache with a TTL. If the
 online store fails, `StoreUnavailable` tells the caller to fall back to the
 seasonal pools, which are kept from the offline table.
+
+Title embeddings are the one large item feature (384 floats an item). They are
+static, and only the model reads them, so `TitleEmbeddings` keeps them in the
+Scorer's process: requests carry item ids between replicas, never the vectors.
 """
 
 from __future__ import annotations
@@ -63,27 +67,22 @@ def _python(value) -> Any:
     return feast_value_type_to_python_type(value)
 
 
-class FeatureReader:
-    def __init__(self, settings: Settings):
+class OnlineReader:
+    """Rows of some feature views from the online store, by entity key."""
+
+    def __init__(self, settings: Settings, views: tuple[str, ...]):
         from seasonrec.features.store import open_store
 
         self.settings = settings
         self.store = open_store(settings)
         self.provider = self.store._get_provider()
-        names = (s.USER_STATS, s.USER_HISTORY, s.ITEM_PROFILE, s.ITEM_DEMAND, s.REGION_ITEM_TRENDS, s.SEASONAL_POOLS)
         try:
-            self.views = {name: self.store.get_feature_view(name) for name in names}
+            self.views = {name: self.store.get_feature_view(name) for name in views}
         except Exception as exc:  # FeatureViewNotFoundException and registry errors
             raise SeasonrecError(
                 f"Feast project {settings.feast.project!r}: {str(exc).splitlines()[0]};"
                 " run `seasonrec features apply` and `features materialize` first"
             ) from exc
-        cfg = settings.serving
-        self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
-        self.trends = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
-        self.neighbours = _neighbours(settings)
-        self.fallback_pools = _offline_pools(settings)
-        self.new_arrivals = _new_arrivals(settings)
 
     def _read(self, view: str, rows: list[dict[str, str | int]]) -> list[dict[str, Any]]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
@@ -105,6 +104,45 @@ class FeatureReader:
         except Exception as exc:  # Redis or SQLite errors: each client library has its own types
             raise StoreUnavailable(f"online store: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
         return [{k: _python(v) for k, v in (values or {}).items()} for _, values in found]
+
+
+class TitleEmbeddings(OnlineReader):
+    """Each item's title embedding, [C, dim] float32, zeros for an item the store lacks."""
+
+    def __init__(self, settings: Settings):
+        super().__init__(settings, (s.ITEM_PROFILE,))
+        self.dim = settings.features.embedding_dim
+        self.cache = TTLCache(settings.serving.item_cache_size, settings.serving.item_cache_ttl_s)
+
+    def lookup(self, item_ids: list[str]) -> np.ndarray:
+        found = {i: self.cache.get(i) for i in dict.fromkeys(item_ids)}
+        missing = [i for i, vector in found.items() if vector is None]
+        if missing:
+            for item, row in zip(missing, self._read(s.ITEM_PROFILE, [{s.ITEM_ID: i} for i in missing]), strict=True):
+                found[item] = title_vector(row.get(s.TITLE_EMBEDDING), self.dim)
+                self.cache.put(item, found[item])
+        if not item_ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([found[i] for i in item_ids])
+
+
+def title_vector(value, dim: int) -> np.ndarray:
+    """A stored embedding, or zeros for none: what training gives an item without a title."""
+    return np.zeros(dim, dtype=np.float32) if value is None else np.asarray(value, dtype=np.float32)
+
+
+class FeatureReader(OnlineReader):
+    def __init__(self, settings: Settings):
+        super().__init__(
+            settings,
+            (s.USER_STATS, s.USER_HISTORY, s.ITEM_PROFILE, s.ITEM_DEMAND, s.REGION_ITEM_TRENDS, s.SEASONAL_POOLS),
+        )
+        cfg = settings.serving
+        self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
+        self.trends = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
+        self.neighbours = _neighbours(settings)
+        self.fallback_pools = _offline_pools(settings)
+        self.new_arrivals = _new_arrivals(settings)
 
     def user(self, user_id: str) -> dict[str, Any]:
         stats, history = (self._read(v, [{s.USER_ID: user_id}])[0] for v in (s.USER_STATS, s.USER_HISTORY))
@@ -139,8 +177,7 @@ class FeatureReader:
             profiles = self._read(s.ITEM_PROFILE, [{s.ITEM_ID: i} for i in missing])
             demand = self._read(s.ITEM_DEMAND, [{s.ITEM_ID: i} for i in missing])
             for item, p, d in zip(missing, profiles, demand, strict=True):
-                if p.get(s.TITLE_EMBEDDING) is not None:
-                    p[s.TITLE_EMBEDDING] = np.asarray(p[s.TITLE_EMBEDDING], dtype=np.float32)
+                p.pop(s.TITLE_EMBEDDING, None)  # the Scorer keeps its own (TitleEmbeddings)
                 self.items.put(item, {**p, **d})
         # Trends change when materialized (daily); the cache's TTL bounds how stale one can be.
         stale = [i for i in item_ids if self.trends.get((i, region)) is None]
@@ -170,6 +207,7 @@ class FeatureReader:
             }
         )
         for i, row in enumerate(rows):
+            row.pop(s.DEMAND_BY_WEEK, None)  # 53 floats an item; this week's value is all that travels on
             row["item_week_demand"] = context["item_week_demand"][i]
             row["item_age_days"] = context["item_age_days"][i]
             row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity

@@ -2,7 +2,8 @@
 
 Item ids become indices with the vocabulary exported beside each version, and
 every call names the version it encoded for, so a hot swap can never pair one
-version's indices with another version's weights.
+version's indices with another version's weights. Title embeddings come from
+this process's own cache (`TitleEmbeddings`), not from the request.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from seasonrec.config import Settings
 from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
+from seasonrec.serving.fetcher import TitleEmbeddings
 from seasonrec.triton.client import RankerClient, ScorerUnavailable
 
 VERSION_CHECK_S = 2.0
@@ -39,8 +41,10 @@ def _log1p(values: list) -> np.ndarray:
     return np.nan_to_num(np.log1p(np.clip(x, 0, None)), nan=0.0)
 
 
-def encode(fetched: dict, shapes: VersionShapes) -> dict[str, np.ndarray]:
+def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str, np.ndarray]:
     """One request's tensors (batch of 1), exactly as `model.batch` encodes training rows.
+
+    `titles` holds the candidates' title embeddings, [C, title_dim], in the rows' order.
 
     In numpy rather than polars: a request is one row and a few hundred items, where
     building DataFrames costs more than the arithmetic (a unit test keeps the two equal).
@@ -55,7 +59,6 @@ def encode(fetched: dict, shapes: VersionShapes) -> dict[str, np.ndarray]:
     last = user.get("last_purchase_ts")
     days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
     context.append(float(np.log1p(max(days, 0.0))) if days is not None else 8.0)
-    zero = np.zeros(shapes.title_dim, dtype=np.float32)
     return {
         "history_ids": np.array([[PAD] * (h - len(history)) + history], dtype=np.int64),
         "history_age_hours": np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
@@ -63,15 +66,11 @@ def encode(fetched: dict, shapes: VersionShapes) -> dict[str, np.ndarray]:
         "region": np.array([regions.get(user.get(s.REGION), UNSEEN)], dtype=np.int64),
         "cand_ids": np.array([[index.get(r[s.ITEM_ID], UNSEEN) for r in items]], dtype=np.int64),
         "cand_categories": np.array([[categories.get(r.get(s.CATEGORY), UNSEEN) for r in items]], dtype=np.int64),
-        "cand_titles": np.stack([_title(r.get(s.TITLE_EMBEDDING), zero) for r in items])[None],
+        "cand_titles": titles[None],
         "cand_dense": np.stack([_log1p([r.get(c) for r in items]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(
             np.float32
         ),
     }
-
-
-def _title(value, zero: np.ndarray) -> np.ndarray:
-    return zero if value is None else np.asarray(value, dtype=np.float32)
 
 
 class Scorer:
@@ -80,6 +79,7 @@ class Scorer:
     def __init__(self, settings: Settings):
         self.folder = settings.paths.resolve(settings.triton.repository) / settings.triton.model
         self.client = RankerClient(settings.triton)
+        self.titles = TitleEmbeddings(settings)
         self.shapes: dict[int, VersionShapes] = {}
         self.live: int | None = None
         self._checked = 0.0
@@ -96,7 +96,8 @@ class Scorer:
 
     async def score(self, fetched: dict) -> tuple[list[float], str]:
         version = await self._live_version()
-        batch = encode(fetched, self.shapes[version])
+        titles = self.titles.lookup([row[s.ITEM_ID] for row in fetched["items"]])
+        batch = encode(fetched, self.shapes[version], titles)
         try:
             scores, answered = await self.client.score(batch, str(version))
         except ScorerUnavailable:

@@ -2,8 +2,8 @@
 
 It needs no GPU and no Docker. `start` prepares a backend folder whose Python
 stub matches this interpreter, checks the ports, launches the server in its own
-process group with explicit model control, and waits until the server and its
-model are ready. `stop` ends that process group, so no stub process outlives it.
+session with explicit model control, and waits until the server and its
+model are ready. `stop` ends that session, so no stub process outlives it.
 State (pid, ports, log) lives in `<data_dir>/triton/`.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import port_free, stop_group
+from seasonrec.processes import port_free, stop_session
 
 STATE_FILE = "server.json"
 LOG_FILE = "tritonserver.log"
@@ -199,7 +199,7 @@ class TritonServer:
         """Stop our server and everything it started; False if none was running.
 
         Models are unloaded first, so Triton ends its Python-backend stubs itself;
-        then the process group gets SIGTERM, and SIGKILL only if it will not go.
+        then the session gets SIGTERM, and SIGKILL only if it will not go.
         """
         if not self.state_file.is_file():
             return False
@@ -207,7 +207,7 @@ class TritonServer:
         running = _alive(pid)
         if running:
             self._unload_all()
-        stop_group(pid)
+        stop_session(pid)
         self.state_file.unlink(missing_ok=True)
         return running
 
