@@ -171,7 +171,7 @@ the Serve pods see it too, to read each live version's vocabulary. */}}
 checksum/settings: {{ include (print $.Template.BasePath "/configmap-settings.yaml") . | sha256sum }}
 {{- end }}
 
-{{/* A seasonrec container of a Ray pod: image, env, config and shared storage. Takes a dict: root, name, resources, ports. */}}
+{{/* A seasonrec container of a Ray pod: image, env, config and shared storage. Takes a dict: root, name, resources, ports, models, env (extra env, YAML). */}}
 {{- define "seasonrec.rayContainer" -}}
 {{- $ := .root -}}
 - name: {{ .name }}
@@ -180,6 +180,9 @@ checksum/settings: {{ include (print $.Template.BasePath "/configmap-settings.ya
   workingDir: {{ $.Values.image.workdir }}
   env:
     {{- include "seasonrec.appEnv" $ | nindent 4 }}
+    {{- with .env }}
+    {{- . | trim | nindent 4 }}
+    {{- end }}
   volumeMounts:
     {{- include "seasonrec.appVolumeMounts" $ | nindent 4 }}
     {{- if .models }}
@@ -266,4 +269,14 @@ template:
         {{- if include "seasonrec.exportsModels" . }}
         {{- include "seasonrec.modelsVolume" . | nindent 8 }}
         {{- end }}
+{{- end }}
+
+{{/* Env of the Serve pods: Ray Serve's fast request path (serve.fastPath). */}}
+{{- define "seasonrec.serveEnv" -}}
+{{- if .Values.serve.fastPath }}
+- name: RAY_SERVE_ENABLE_HA_PROXY
+  value: "1"
+- name: RAY_SERVE_THROUGHPUT_OPTIMIZED
+  value: "1"
+{{- end }}
 {{- end }}

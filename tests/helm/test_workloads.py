@@ -57,6 +57,23 @@ def test_serve_config_runs_the_four_deployment_graph(chart, render):
     assert serve["http_options"]["port"] == 8000
 
 
+FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_serve_pods_take_the_fast_request_path_only_when_asked(chart, render, fast_path):
+    values = {"serve.fastPath": str(fast_path).lower(), "train.enabled": "true", "rayCluster.enabled": "true"}
+    docs = render(*[arg for key, value in values.items() for arg in ("--set", f"{key}={value}")])
+    for pod in ray_pods(chart.one(docs, "RayService")):
+        env = env_of(pod["spec"]["containers"][0])
+        got = {name: env[name]["value"] for name in FAST_PATH if name in env}
+        assert got == (FAST_PATH if fast_path else {})
+    training = [doc for kind in chart.ray_kinds if kind != "RayService" for doc in chart.by_kind(docs, kind)]
+    assert len(training) == 2
+    for pod in [pod for doc in training for pod in ray_pods(doc)]:  # training has no request path
+        assert not set(FAST_PATH) & set(env_of(pod["spec"]["containers"][0]))
+
+
 def test_training_job_entrypoint_is_built_from_values(chart, ci_docs):
     job = chart.one(ci_docs, "RayJob", "rec-seasonrec-train-2024w48")["spec"]
     assert job["entrypoint"] == (

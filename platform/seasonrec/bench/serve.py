@@ -109,6 +109,33 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
     return {name: float(np.percentile(v, 50)) for name, v in times.items()}
 
 
+def _floor(settings: Settings, base: str, bodies: list[dict], args) -> list[dict]:
+    """The same graph with no work in it (`bench.floor`), deployed beside the app for this run only."""
+    import httpx
+
+    from seasonrec.bench.floor import APP_NAME, ROUTE
+    from seasonrec.serving.stack import ServeStack
+
+    stack = ServeStack(settings)
+    stack.run_driver(
+        "from seasonrec.bench.floor import build_app\n"
+        f"serve.run(build_app(), name={APP_NAME!r}, route_prefix={ROUTE!r}, blocking=False)"
+    )
+    url = f"{base}{ROUTE}/v1/recommendations"
+    try:
+        deadline = time.monotonic() + 60
+        while httpx.post(url, json=bodies[0], timeout=5).status_code != 200:
+            if time.monotonic() > deadline:
+                raise SeasonrecError(f"{url}: the no-work graph did not answer within 60 s")
+            time.sleep(0.5)
+        return [
+            {"measure": "same graph, no work in it", **asyncio.run(_load(url, bodies, c, args.requests, args.seconds))}
+            for c in progress([1, 4], description="no-work graph")
+        ]
+    finally:
+        stack.run_driver(f"serve.delete({APP_NAME!r})")
+
+
 def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
     import httpx
 
@@ -122,19 +149,20 @@ def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
     for concurrency in progress([1, 4, 16], description="closed-loop load"):
         result = asyncio.run(_load(f"{base}/v1/recommendations", bodies, concurrency, args.requests, args.seconds))
         rows.append({"measure": "end to end, HTTP", **result})
+    floor = _floor(settings, base, bodies, args)
+    rows.extend(floor)
     stages = _stages(settings, bodies)
     total = sum(stages.values())
     e2e = rows[0]["p50_ms"]
     blank = {k: "" for k in list(rows[0])[1:]}
-    rows.append(
-        {
-            "measure": "stages called directly, p50 ms: "
-            + ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
-            + f"; sum {total:.1f}",
-            **blank,
-        }
-    )
-    rows.append({"measure": f"serving overhead: end-to-end p50 (c=1) / sum of stages = {e2e / total:.2f}", **blank})
+    spans = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
+    notes = [
+        f"stages called directly, p50 ms: {spans}; sum {total:.1f}",
+        f"serving overhead: end-to-end p50 (c=1) / sum of stages = {e2e / total:.2f}",
+        f"no-work graph p50 (c=1) / sum of stages = {floor[0]['p50_ms'] / total:.2f}"
+        f" (so no change inside the stages can bring the overhead below {1 + floor[0]['p50_ms'] / total:.2f})",
+    ]
+    rows.extend({"measure": note, **blank} for note in notes)
     title = (
         f"HTTP API, closed loop on loopback, {args.candidates_per_request} candidates a request, "
         f"at most {args.requests} requests or {args.seconds:.0f} s per level"

@@ -86,6 +86,7 @@ class ServeStack:
         self.settings = settings
         self.state_dir = settings.paths.root / "serve"
         self.state_file = self.state_dir / "stack.json"
+        self.driver_env_file = self.state_dir / "driver_env.json"
         self.config_path = config_path
 
     @property
@@ -116,15 +117,16 @@ class ServeStack:
         settings_file = self._settings_file()
         ray_port = free_port()
         temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC__")}
+        # Ray requires token authentication; this head and its drivers share a fresh token,
+        # kept where only this user can read it.
+        shared = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), **serve_env(temp)}
+        self.driver_env_file.touch(mode=0o600)
+        self.driver_env_file.write_text(json.dumps(shared))
+        env = self._env()
         env["SEASONREC_CONFIG"] = str(settings_file)
-        # Ray requires token authentication; this head and its drivers share a fresh token.
-        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(16))
         # Ray starts workers at nice 15 so its own daemons come first; a Serve replica
         # answering requests must not wait behind every batch process on the machine.
         env.setdefault("RAY_worker_niceness", "0")
-        env.update(serve_env(temp))
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         head = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "ray"),
@@ -152,28 +154,45 @@ class ServeStack:
         self.state_file.write_text(json.dumps(state))
         try:
             _wait_port("127.0.0.1", ray_port, head, timeout_s)
-            self._deploy(state, env, timeout_s)
+            self._deploy(state, timeout_s)
         except BaseException:
             self.stop()
             raise
         return state
 
-    def _deploy(self, state: dict, env: dict, timeout_s: float) -> None:
-        """Run the app from a short-lived driver; Serve keeps it running in the head."""
-        host, port = self.settings.serving.host, self.settings.serving.port
+    def _env(self) -> dict[str, str]:
+        """This process's environment, less seasonrec overrides, plus the head's token and Serve settings."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC__")}
+        env.update(json.loads(self.driver_env_file.read_text()))
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        return env
+
+    def run_driver(self, code: str, timeout_s: float = 240) -> None:
+        """Run Python against the running head, from a short-lived driver (`ray`, `serve` imported)."""
+        state = self.state()
+        if state is None:
+            raise SeasonrecError("the stack is not running; `seasonrec serve start` first")
         script = (
-            "import ray, sys; from ray import serve; from seasonrec.serving.app import build_app, AppArgs\n"
-            f"ray.init(address={state['ray_address']!r}, logging_level='ERROR')\n"
-            f"serve.start(http_options={{'host': {host!r}, 'port': {port}}})\n"
-            f"serve.run(build_app(AppArgs(config={state['settings']!r})), name={APP_NAME!r},"
-            " route_prefix='/', blocking=False)\n"
+            "import ray; from ray import serve\n"
+            f"ray.init(address={state['ray_address']!r}, logging_level='ERROR')\n{code}\n"
         )
         proc = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout_s
+            [sys.executable, "-c", script], env=self._env(), capture_output=True, text=True, timeout=timeout_s
         )
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise SeasonrecError(f"Ray Serve deployment failed: {last[:300]} (see {self.state_dir / 'ray.log'})")
+            raise SeasonrecError(f"Ray Serve driver failed: {last[:300]} (see {self.state_dir / 'ray.log'})")
+
+    def _deploy(self, state: dict, timeout_s: float) -> None:
+        """Run the app from a short-lived driver; Serve keeps it running in the head."""
+        host, port = self.settings.serving.host, self.settings.serving.port
+        self.run_driver(
+            "from seasonrec.serving.app import build_app, AppArgs\n"
+            f"serve.start(http_options={{'host': {host!r}, 'port': {port}}})\n"
+            f"serve.run(build_app(AppArgs(config={state['settings']!r})), name={APP_NAME!r},"
+            " route_prefix='/', blocking=False)",
+            timeout_s,
+        )
         if not _ready(self.url, timeout_s):
             raise SeasonrecError(f"{self.url}/readyz did not answer 200 within {timeout_s:.0f} s")
 
@@ -183,6 +202,7 @@ class ServeStack:
             return False
         stop_session(state["ray_pid"])
         shutil.rmtree(state.get("temp_dir", ""), ignore_errors=True)
+        self.driver_env_file.unlink(missing_ok=True)
         if state.get("triton_started"):
             TritonServer(self.settings).stop()
         self.state_file.unlink(missing_ok=True)
