@@ -6,7 +6,8 @@ candidate, the same fields), but no Feast read, no Triton call and no rules.
 `bench serve` runs it beside the real app, so the two are compared in one run.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here, as in serving/app.py: FastAPI must see the
+# body's type itself, or it takes `body` for a query parameter.
 
 import uuid
 from datetime import datetime

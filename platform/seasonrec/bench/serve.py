@@ -123,11 +123,12 @@ def _floor(settings: Settings, base: str, bodies: list[dict], args) -> list[dict
     )
     url = f"{base}{ROUTE}/v1/recommendations"
     try:
-        deadline = time.monotonic() + 60
+        # HAProxy learns the new route when Serve next broadcasts its routes: allow it time.
+        deadline = time.monotonic() + 180
         while httpx.post(url, json=bodies[0], timeout=5).status_code != 200:
             if time.monotonic() > deadline:
-                raise SeasonrecError(f"{url}: the no-work graph did not answer within 60 s")
-            time.sleep(0.5)
+                raise SeasonrecError(f"{url}: the no-work graph did not answer within 180 s")
+            time.sleep(1)
         return [
             {"measure": "same graph, no work in it", **asyncio.run(_load(url, bodies, c, args.requests, args.seconds))}
             for c in progress([1, 4], description="no-work graph")

@@ -11,7 +11,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +25,7 @@ from seasonrec.serving.api import (
     EventResponse,
     RecommendationRequest,
     RecommendationResponse,
+    Utf8Bodies,
     validation_error,
 )
 
@@ -36,18 +37,7 @@ LIGHT = {"num_cpus": 0.1}
 
 api = FastAPI(title="seasonrec", description="Seasonal product recommendations.", version="0.1.0")
 api.add_exception_handler(RequestValidationError, validation_error)
-
-
-@api.middleware("http")
-async def utf8_bodies(request: Request, call_next):
-    """A body that is not UTF-8 is a 422 naming the body, not FastAPI's bare 400."""
-    if request.method == "POST":
-        try:
-            (await request.body()).decode("utf-8")
-        except UnicodeDecodeError:
-            detail = [{"loc": ["body"], "msg": "the body is not valid UTF-8", "type": "unicode_error"}]
-            return JSONResponse({"detail": detail}, status_code=422)
-    return await call_next(request)
+api.add_middleware(Utf8Bodies)
 
 
 class AppArgs(BaseModel):
