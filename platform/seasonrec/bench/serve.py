@@ -7,8 +7,11 @@ answers. Every level is bounded both by a request count and by time.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
@@ -78,6 +81,46 @@ async def _load(url: str, bodies: list[dict], concurrency: int, requests: int, s
     }
 
 
+def _role(pid: int, cmdline: str) -> str:
+    if pid == os.getpid():
+        return "load generator"
+    if "ServeReplica:" in cmdline:  # ray::ServeReplica:<app>:<deployment>
+        return cmdline.split("ServeReplica:", 1)[1].split(":", 1)[1].split()[0]
+    for needle, role in (("backend_stub", "Triton stub"), ("tritonserver", "Triton server"), ("haproxy", "HAProxy")):
+        if needle in cmdline:
+            return role
+    return "Ray itself"
+
+
+def _cpu_seconds(sessions: list[int]) -> Counter:
+    """CPU seconds so far of every process of the stack's sessions, and of this load generator, by role."""
+    from seasonrec.processes import session_members
+
+    tick = os.sysconf("SC_CLK_TCK")
+    used: Counter = Counter()
+    for pid in {os.getpid(), *(p for sid in sessions for p in session_members(sid))}:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # it ended meanwhile
+            continue
+        used[_role(pid, cmdline)] += (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def _measured(url: str, bodies: list[dict], concurrency: int, args, sessions: list[int]) -> tuple[dict, dict]:
+    """One load level, with the CPU each role spent on it (ms a request)."""
+    before = _cpu_seconds(sessions)
+    result = asyncio.run(_load(url, bodies, concurrency, args.requests, args.seconds))
+    spent = _cpu_seconds(sessions) - before
+    per_request = {role: 1000 * sec / result["requests"] for role, sec in spent.most_common()}
+    return {**result, "CPU ms/request": round(sum(per_request.values()), 1)}, per_request
+
+
+def _breakdown(label: str, per_request: dict[str, float]) -> str:
+    return f"{label}: " + ", ".join(f"{role} {ms:.1f}" for role, ms in per_request.items() if ms >= 0.05)
+
+
 def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[str, float]:
     """p50 ms of each stage called directly, in process: Feast fetch, Triton score, re-rank."""
     from seasonrec.serving.fetcher import FeatureReader
@@ -109,14 +152,12 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
     return {name: float(np.percentile(v, 50)) for name, v in times.items()}
 
 
-def _floor(settings: Settings, base: str, bodies: list[dict], args) -> list[dict]:
+def _floor(base: str, bodies: list[dict], args, stack) -> list[tuple[dict, dict]]:
     """The same graph with no work in it (`bench.floor`), deployed beside the app for this run only."""
     import httpx
 
     from seasonrec.bench.floor import APP_NAME, ROUTE
-    from seasonrec.serving.stack import ServeStack
 
-    stack = ServeStack(settings)
     stack.run_driver(
         "from seasonrec.bench.floor import build_app\n"
         f"serve.run(build_app(), name={APP_NAME!r}, route_prefix={ROUTE!r}, blocking=False)"
@@ -130,11 +171,18 @@ def _floor(settings: Settings, base: str, bodies: list[dict], args) -> list[dict
                 raise SeasonrecError(f"{url}: the no-work graph did not answer within 180 s")
             time.sleep(1)
         return [
-            {"measure": "same graph, no work in it", **asyncio.run(_load(url, bodies, c, args.requests, args.seconds))}
-            for c in progress([1, 4], description="no-work graph")
+            _measured(url, bodies, c, args, _sessions(stack)) for c in progress([1, 4], description="no-work graph")
         ]
     finally:
         stack.run_driver(f"serve.delete({APP_NAME!r})")
+
+
+def _sessions(stack) -> list[int]:
+    """The stack's processes: the Ray head's session, and Triton's."""
+    from seasonrec.triton.server import TritonServer
+
+    triton = TritonServer(stack.settings).state()
+    return [stack.state()["ray_pid"], *([triton["pid"]] if triton else [])]
 
 
 def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
@@ -145,23 +193,32 @@ def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
         httpx.get(f"{base}/readyz", timeout=5).raise_for_status()
     except httpx.HTTPError as exc:
         raise SeasonrecError(f"{base}/readyz: not ready ({type(exc).__name__}); run `seasonrec serve start`") from exc
+    from seasonrec.serving.stack import ServeStack
+
+    stack = ServeStack(settings)
+    if stack.state() is None:
+        raise SeasonrecError(f"{stack.state_file}: no stack recorded; bench serve measures the one `serve start` runs")
     bodies = _bodies(settings, args.candidates_per_request)
-    rows = []
+    rows, profiles = [], {}
     for concurrency in progress([1, 4, 16], description="closed-loop load"):
-        result = asyncio.run(_load(f"{base}/v1/recommendations", bodies, concurrency, args.requests, args.seconds))
+        result, profiles[concurrency] = _measured(
+            f"{base}/v1/recommendations", bodies, concurrency, args, _sessions(stack)
+        )
         rows.append({"measure": "end to end, HTTP", **result})
-    floor = _floor(settings, base, bodies, args)
-    rows.extend(floor)
+    floor = _floor(base, bodies, args, stack)
+    rows.extend({"measure": "same graph, no work in it", **result} for result, _ in floor)
     stages = _stages(settings, bodies)
     total = sum(stages.values())
-    e2e = rows[0]["p50_ms"]
+    e2e, floor_e2e = rows[0]["p50_ms"], floor[0][0]["p50_ms"]
     blank = {k: "" for k in list(rows[0])[1:]}
     spans = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
     notes = [
         f"stages called directly, p50 ms: {spans}; sum {total:.1f}",
         f"serving overhead: end-to-end p50 (c=1) / sum of stages = {e2e / total:.2f}",
-        f"no-work graph p50 (c=1) / sum of stages = {floor[0]['p50_ms'] / total:.2f}"
-        f" (so no change inside the stages can bring the overhead below {1 + floor[0]['p50_ms'] / total:.2f})",
+        f"no-work graph p50 (c=1) / sum of stages = {floor_e2e / total:.2f}"
+        f" (so no change inside the stages can bring the overhead below {1 + floor_e2e / total:.2f})",
+        _breakdown("CPU ms a request by process, c=4, the app", profiles[4]),
+        _breakdown("CPU ms a request by process, c=4, no-work graph", floor[1][1]),
     ]
     rows.extend({"measure": note, **blank} for note in notes)
     title = (
