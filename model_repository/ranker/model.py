@@ -18,7 +18,7 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(parameters.get("intra_op_threads", "0"))
         # ONNX Runtime's threads spin while they wait for work. Beside Serve replicas on a few
-        # cores that spinning cost 6x the CPU of the inference itself (docs/benchmarks.md).
+        # cores that spinning cost the stub 4x its CPU a request (docs/benchmarks.md, bench serve).
         options.add_session_config_entry("session.intra_op.allow_spinning", parameters.get("allow_spinning", "0"))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
