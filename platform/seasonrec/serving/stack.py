@@ -32,8 +32,8 @@ def serve_env(temp_dir: Path) -> dict[str, str]:
     """Ray Serve's fast request path, measured in docs/benchmarks.md (`bench serve`).
 
     HAProxy, not the Python proxy actor, takes HTTP and hands it straight to the
-    Ingress replica's own HTTP server (7 ms less per request here), and replicas call
-    each other over direct gRPC. HAProxy's files and side ports are this stack's own,
+    Ingress replica's own HTTP server, one Python hop fewer, and replicas call each
+    other over direct gRPC. HAProxy's files and side ports are this stack's own,
     so two stacks on one machine never collide; its sockets need a short path.
     """
     haproxy = temp_dir / "haproxy"
