@@ -1,8 +1,8 @@
 """The serving graph with its work taken out: what Ray Serve alone costs a request here.
 
 Same shape as `seasonrec.serving.app`: a FastAPI Ingress validating the same
-body, then three chained deployments handing on rows of the same size (one per
-candidate, the same fields), but no Feast read, no Triton call and no rules.
+body, then three chained deployments handing on the same columns (one value per
+candidate), but no Feast read, no Triton call and no rules.
 `bench serve` runs it beside the real app, so the two are compared in one run.
 """
 
@@ -15,7 +15,10 @@ from datetime import datetime
 from fastapi import FastAPI
 from ray import serve
 
+from seasonrec.schema import ITEM_ID
 from seasonrec.serving.api import RecommendationRequest, RecommendationResponse
+from seasonrec.serving.fetcher import ITEM_COLUMNS
+from seasonrec.serving.rules import from_columns
 
 ROUTE = "/floor"
 APP_NAME = "floor"
@@ -27,22 +30,26 @@ api = FastAPI()
 @serve.deployment(name="FloorFetcher", ray_actor_options=LIGHT)
 class Fetcher:
     def fetch(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
-        fields = ("category", "price", "stock", "launch_ts", "total_sales", "sales_7d", "sales_28d", "trend_ratio")
-        items = [{"item_id": i, **dict.fromkeys(fields, 1.0)} for i in candidates or []]
-        return {"user": {"user_id": user_id, "history_item_ids": ["x"] * 20}, "items": items, "region": region}
+        ids = list(candidates or [])
+        items = {column: ids if column == ITEM_ID else [1.0] * len(ids) for column in ITEM_COLUMNS}
+        history = {"history_item_ids": ["x"] * 20, "history_ts": [0] * 20, "history_event_types": ["view"] * 20}
+        return {"user": {"user_id": user_id, **history}, "items": items, "region": region}
 
 
 @serve.deployment(name="FloorScorer", ray_actor_options=LIGHT)
 class Scorer:
     async def score(self, fetched: dict) -> dict:
-        rows = [{"item_id": r["item_id"], "score": 0.0, "category": r["category"]} for r in fetched["items"]]
-        return {"rows": rows, "region": fetched["region"]}
+        items = fetched["items"]
+        kept = ("category", "stock", "launch_ts", "total_sales", "trend_ratio")
+        columns = {"item_id": items[ITEM_ID], "score": [0.0] * len(items[ITEM_ID]), **{k: items[k] for k in kept}}
+        return {"columns": {**columns, "demand_index": items["item_week_demand"]}, "region": fetched["region"]}
 
 
 @serve.deployment(name="FloorReRanker", ray_actor_options=LIGHT)
 class ReRanker:
     def rerank(self, scored: dict, k: int, at: datetime) -> dict:
-        return {"items": [{"item_id": r["item_id"], "score": r["score"], "reasons": []} for r in scored["rows"][:k]]}
+        top = from_columns(scored["columns"])[:k]
+        return {"items": [{"item_id": c.item_id, "score": c.score, "reasons": []} for c in top]}
 
 
 @serve.deployment(name="FloorIngress", ray_actor_options=LIGHT)

@@ -124,8 +124,8 @@ def _breakdown(label: str, per_request: dict[str, float]) -> str:
 def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[str, float]:
     """p50 ms of each stage called directly, in process: Feast fetch, Triton score, re-rank."""
     from seasonrec.serving.fetcher import FeatureReader
-    from seasonrec.serving.rules import Candidate, RuleBook, rerank
-    from seasonrec.serving.scorer import Scorer, purchases, scored_rows
+    from seasonrec.serving.rules import RuleBook, from_columns, rerank
+    from seasonrec.serving.scorer import Scorer, purchases, scored_columns
 
     reader = FeatureReader(settings)
     book = RuleBook(settings.paths.resolve(settings.serving.rules_path))
@@ -140,7 +140,7 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
             t1 = time.perf_counter()
             scores, _ = await scorer.score(fetched)
             t2 = time.perf_counter()
-            rows = [Candidate(**r) for r in scored_rows(fetched, scores)]
+            rows = from_columns(scored_columns(fetched, scores))
             rerank(rows, book.current(), body["k"], AT, fetched["region"], purchases(fetched["user"]))
             t3 = time.perf_counter()
             if i >= 10:

@@ -60,8 +60,9 @@ class FeatureFetcher:
     def fallback(self, region: str | None, at: datetime) -> dict:
         """Seasonal popularity from the offline pools, shaped like the Scorer's answer."""
         region = region or s.POOL_ALL_REGIONS
-        rows = [{"item_id": item, "score": score} for item, score in self.reader.fallback_pool(region, at)]
-        return {"rows": rows, "purchases": {}, "region": region, "model_version": None, "degraded": True}
+        pool = self.reader.fallback_pool(region, at)
+        columns = {"item_id": [item for item, _ in pool], "score": [score for _, score in pool]}
+        return {"columns": columns, "purchases": {}, "region": region, "model_version": None, "degraded": True}
 
     def push(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
         self.reader.push_event(user_id, item_id, event_type, at)
@@ -86,7 +87,7 @@ class Scorer:
     async def score(self, fetched: dict) -> dict:
         """Scores and the re-ranker's rows; seasonal popularity with `degraded` when Triton fails."""
         from seasonrec.errors import SeasonrecError
-        from seasonrec.serving.scorer import purchases, scored_rows
+        from seasonrec.serving.scorer import purchases, scored_columns
 
         started = time.perf_counter()
         degraded, version = False, None
@@ -95,10 +96,10 @@ class Scorer:
             scores, version = await asyncio.wait_for(self._get().score(fetched), timeout)
         except (SeasonrecError, TimeoutError) as exc:
             log.warning("scoring failed (%s); seasonal fallback", type(exc).__name__)
-            scores, degraded = [row.get("pool_score", 0.0) for row in fetched["items"]], True
+            scores, degraded = [score or 0.0 for score in fetched["items"]["pool_score"]], True
         elapsed = {**fetched["elapsed_ms"], "score": (time.perf_counter() - started) * 1000}
         return {
-            "rows": scored_rows(fetched, scores),
+            "columns": scored_columns(fetched, scores),
             "purchases": purchases(fetched["user"]),
             "region": fetched["region"],
             "model_version": version,
@@ -119,11 +120,10 @@ class ReRanker:
         self.book = RuleBook(settings.paths.resolve(settings.serving.rules_path))
 
     def rerank(self, scored: dict, k: int, at: datetime) -> dict:
-        from seasonrec.serving.rules import Candidate, rerank
+        from seasonrec.serving.rules import from_columns, rerank
 
         started = time.perf_counter()
-        fields = set(Candidate.__dataclass_fields__)
-        candidates = [Candidate(**{key: v for key, v in row.items() if key in fields}) for row in scored["rows"]]
+        candidates = from_columns(scored["columns"])
         ranked = rerank(candidates, self.book.current(), k, at, scored["region"], scored["purchases"])
         fallback = ["fallback:seasonal_popularity"] if scored["degraded"] else []
         items = [{"item_id": c.item_id, "score": _finite(c.score), "reasons": c.reasons + fallback} for c in ranked]

@@ -31,6 +31,23 @@ log = logging.getLogger(__name__)
 
 NEIGHBOURS_PER_ITEM = 10
 NEW_ARRIVAL_DAYS = 45
+# What a request's candidates carry on to the Scorer, one list per column in candidate order
+# (lists pickle several times faster than one dict per item): the model's item inputs, and
+# what the re-ranker's rules and the fallback read.
+ITEM_COLUMNS = (
+    s.ITEM_ID,
+    s.CATEGORY,
+    s.PRICE,
+    s.STOCK,
+    s.LAUNCH_TS,
+    "total_sales",
+    "sales_7d",
+    "sales_28d",
+    "trend_ratio",
+    "item_week_demand",
+    "item_age_days",
+    "pool_score",
+)
 
 
 class StoreUnavailable(SeasonrecError):
@@ -207,7 +224,6 @@ class FeatureReader(OnlineReader):
             }
         )
         for i, row in enumerate(rows):
-            row.pop(s.DEMAND_BY_WEEK, None)  # 53 floats an item; this week's value is all that travels on
             row["item_week_demand"] = context["item_week_demand"][i]
             row["item_age_days"] = context["item_age_days"][i]
             row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity
@@ -223,7 +239,7 @@ class FeatureReader(OnlineReader):
         )
         return {
             "user": user,
-            "items": rows,
+            "items": {column: [row.get(column) for row in rows] for column in ITEM_COLUMNS},
             "region": region,
             "elapsed_ms": {"fetch": (time.perf_counter() - started) * 1000},
         }

@@ -170,6 +170,13 @@ class Candidate:
     reasons: list[str] = field(default_factory=list)
 
 
+def from_columns(columns: dict[str, list]) -> list[Candidate]:
+    """Candidates from one list per field (as they travel between replicas); a missing field is None."""
+    n = len(columns["item_id"])
+    fields = [f for f in Candidate.__dataclass_fields__ if f != "reasons"]
+    return [Candidate(*values) for values in zip(*(columns.get(f) or [None] * n for f in fields), strict=True)]
+
+
 def rerank(
     candidates: list[Candidate],
     rules: Rules,

@@ -20,7 +20,7 @@ from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
 from seasonrec.serving.fetcher import TitleEmbeddings
-from seasonrec.triton.client import RankerClient, ScorerUnavailable
+from seasonrec.triton.client import RankerClient, ScorerError, ScorerUnavailable
 
 VERSION_CHECK_S = 2.0
 
@@ -44,7 +44,8 @@ def _log1p(values: list) -> np.ndarray:
 def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str, np.ndarray]:
     """One request's tensors (batch of 1), exactly as `model.batch` encodes training rows.
 
-    `titles` holds the candidates' title embeddings, [C, title_dim], in the rows' order.
+    `fetched["items"]` holds one list per column (`fetcher.ITEM_COLUMNS`), and `titles` the
+    candidates' title embeddings, [C, title_dim], in the same order.
 
     In numpy rather than polars: a request is one row and a few hundred items, where
     building DataFrames costs more than the arithmetic (a unit test keeps the two equal).
@@ -64,12 +65,10 @@ def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str
         "history_age_hours": np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
         "context": np.array([context], dtype=np.float32),
         "region": np.array([regions.get(user.get(s.REGION), UNSEEN)], dtype=np.int64),
-        "cand_ids": np.array([[index.get(r[s.ITEM_ID], UNSEEN) for r in items]], dtype=np.int64),
-        "cand_categories": np.array([[categories.get(r.get(s.CATEGORY), UNSEEN) for r in items]], dtype=np.int64),
+        "cand_ids": np.array([[index.get(i, UNSEEN) for i in items[s.ITEM_ID]]], dtype=np.int64),
+        "cand_categories": np.array([[categories.get(c, UNSEEN) for c in items[s.CATEGORY]]], dtype=np.int64),
         "cand_titles": titles[None],
-        "cand_dense": np.stack([_log1p([r.get(c) for r in items]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(
-            np.float32
-        ),
+        "cand_dense": np.stack([_log1p(items[c]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(np.float32),
     }
 
 
@@ -96,7 +95,7 @@ class Scorer:
 
     async def score(self, fetched: dict) -> tuple[list[float], str]:
         version = await self._live_version()
-        titles = self.titles.lookup([row[s.ITEM_ID] for row in fetched["items"]])
+        titles = self.titles.lookup(fetched["items"][s.ITEM_ID])
         batch = encode(fetched, self.shapes[version], titles)
         try:
             scores, answered = await self.client.score(batch, str(version))
@@ -116,18 +115,19 @@ def purchases(user: dict) -> dict[str, int]:
     }
 
 
-def scored_rows(fetched: dict, scores: list[float]) -> list[dict]:
-    """What the re-ranker needs of each candidate: small, so it travels cheaply between replicas."""
-    return [
-        {
-            "item_id": row[s.ITEM_ID],
-            "score": float(score),
-            "category": row.get(s.CATEGORY),
-            "stock": row.get(s.STOCK),
-            "launch_ts": row.get(s.LAUNCH_TS),
-            "demand_index": row.get("item_week_demand"),
-            "total_sales": row.get("total_sales"),
-            "trend_ratio": row.get("trend_ratio"),
-        }
-        for row, score in zip(fetched["items"], scores, strict=True)
-    ]
+def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
+    """What the re-ranker needs of each candidate, a list per `rules.Candidate` field: small, so it
+    travels cheaply between replicas."""
+    items = fetched["items"]
+    if len(scores) != len(items[s.ITEM_ID]):
+        raise ScorerError(f"{len(scores)} scores for {len(items[s.ITEM_ID])} candidates")
+    return {
+        "item_id": items[s.ITEM_ID],
+        "score": [float(x) for x in scores],
+        "category": items[s.CATEGORY],
+        "stock": items[s.STOCK],
+        "launch_ts": items[s.LAUNCH_TS],
+        "demand_index": items["item_week_demand"],
+        "total_sales": items["total_sales"],
+        "trend_ratio": items["trend_ratio"],
+    }

@@ -9,7 +9,7 @@ import polars as pl
 
 from seasonrec import schema as s
 from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, item_arrays, user_arrays
-from seasonrec.serving.fetcher import title_vector
+from seasonrec.serving.fetcher import ITEM_COLUMNS, title_vector
 from seasonrec.serving.scorer import VersionShapes, encode
 
 
@@ -37,7 +37,8 @@ def test_numpy_encoding_equals_the_training_encoding(tmp_path):
         {s.ITEM_ID: "C", s.CATEGORY: None, s.TITLE_EMBEDDING: [1.0, 0.0, 0.0], "trend_ratio": float("nan")},
     ]
     titles = np.stack([title_vector(row[s.TITLE_EMBEDDING], 3) for row in items])
-    served = encode({"user": user, "items": items}, shapes, titles)
+    columns = {column: [row.get(column) for row in items] for column in ITEM_COLUMNS}  # as the fetcher sends them
+    served = encode({"user": user, "items": columns}, shapes, titles)
 
     user_frame = pl.DataFrame([user]).with_columns(pl.col(c).cast(pl.Float64) for c in CONTEXT_COLUMNS)
     trained = user_arrays(user_frame, vocab, 4)
