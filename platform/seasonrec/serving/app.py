@@ -85,7 +85,7 @@ class Scorer:
         return self.scorer
 
     async def score(self, fetched: dict) -> dict:
-        """Scores and the re-ranker's rows; seasonal popularity with `degraded` when Triton fails."""
+        """Scores and the re-ranker's columns; seasonal popularity with `degraded` when Triton fails."""
         from seasonrec.errors import SeasonrecError
         from seasonrec.serving.scorer import purchases, scored_columns
 
