@@ -39,10 +39,10 @@ class Fetcher:
 @serve.deployment(name="FloorScorer", ray_actor_options=LIGHT)
 class Scorer:
     async def score(self, fetched: dict) -> dict:
-        items = fetched["items"]
-        kept = ("category", "stock", "launch_ts", "total_sales", "trend_ratio")
-        columns = {"item_id": items[ITEM_ID], "score": [0.0] * len(items[ITEM_ID]), **{k: items[k] for k in kept}}
-        return {"columns": {**columns, "demand_index": items["item_week_demand"]}, "region": fetched["region"]}
+        from seasonrec.serving.scorer import scored_columns  # as the real Scorer: it imports the model code too
+
+        scores = [0.0] * len(fetched["items"][ITEM_ID])
+        return {"columns": scored_columns(fetched, scores), "region": fetched["region"]}
 
 
 @serve.deployment(name="FloorReRanker", ray_actor_options=LIGHT)

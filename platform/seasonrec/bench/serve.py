@@ -17,6 +17,7 @@ import numpy as np
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
+from seasonrec.processes import session_members
 from seasonrec.progress import progress
 
 AT = datetime(2024, 12, 10, 12, tzinfo=UTC)
@@ -94,8 +95,6 @@ def _role(pid: int, cmdline: str) -> str:
 
 def _cpu_seconds(sessions: list[int]) -> Counter:
     """CPU seconds so far of every process of the stack's sessions, and of this load generator, by role."""
-    from seasonrec.processes import session_members
-
     tick = os.sysconf("SC_CLK_TCK")
     used: Counter = Counter()
     for pid in {os.getpid(), *(p for sid in sessions for p in session_members(sid))}:
@@ -152,7 +151,7 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
     return {name: float(np.percentile(v, 50)) for name, v in times.items()}
 
 
-def _floor(base: str, bodies: list[dict], args, stack) -> list[tuple[dict, dict]]:
+def _floor(base: str, bodies: list[dict], args, stack, sessions: list[int]) -> list[tuple[dict, dict]]:
     """The same graph with no work in it (`bench.floor`), deployed beside the app for this run only."""
     import httpx
 
@@ -171,7 +170,7 @@ def _floor(base: str, bodies: list[dict], args, stack) -> list[tuple[dict, dict]
                 raise SeasonrecError(f"{url}: the no-work graph did not answer within 180 s")
             time.sleep(1)
         return [
-            _measured(url, bodies, c, args, _sessions(stack)) for c in progress([1, 4], description="no-work graph")
+            _measured(url, bodies, c, args, sessions) for c in progress([1, 4], description="no-work graph")
         ]
     finally:
         stack.run_driver(f"serve.delete({APP_NAME!r})")
@@ -181,8 +180,11 @@ def _sessions(stack) -> list[int]:
     """The stack's processes: the Ray head's session, and Triton's."""
     from seasonrec.triton.server import TritonServer
 
+    state = stack.state()
+    if state is None:
+        raise SeasonrecError(f"{stack.state_file}: no stack recorded; bench serve measures the one `serve start` runs")
     triton = TritonServer(stack.settings).state()
-    return [stack.state()["ray_pid"], *([triton["pid"]] if triton else [])]
+    return [state["ray_pid"], *([triton["pid"]] if triton else [])]
 
 
 def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
@@ -196,16 +198,13 @@ def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
     from seasonrec.serving.stack import ServeStack
 
     stack = ServeStack(settings)
-    if stack.state() is None:
-        raise SeasonrecError(f"{stack.state_file}: no stack recorded; bench serve measures the one `serve start` runs")
+    sessions = _sessions(stack)
     bodies = _bodies(settings, args.candidates_per_request)
     rows, profiles = [], {}
     for concurrency in progress([1, 4, 16], description="closed-loop load"):
-        result, profiles[concurrency] = _measured(
-            f"{base}/v1/recommendations", bodies, concurrency, args, _sessions(stack)
-        )
+        result, profiles[concurrency] = _measured(f"{base}/v1/recommendations", bodies, concurrency, args, sessions)
         rows.append({"measure": "end to end, HTTP", **result})
-    floor = _floor(base, bodies, args, stack)
+    floor = _floor(base, bodies, args, stack, sessions)
     rows.extend({"measure": "same graph, no work in it", **result} for result, _ in floor)
     stages = _stages(settings, bodies)
     total = sum(stages.values())

@@ -96,7 +96,7 @@ class Scorer:
             scores, version = await asyncio.wait_for(self._get().score(fetched), timeout)
         except (SeasonrecError, TimeoutError) as exc:
             log.warning("scoring failed (%s); seasonal fallback", type(exc).__name__)
-            scores, degraded = [score or 0.0 for score in fetched["items"]["pool_score"]], True
+            scores, degraded = fetched["items"]["pool_score"], True
         elapsed = {**fetched["elapsed_ms"], "score": (time.perf_counter() - started) * 1000}
         return {
             "columns": scored_columns(fetched, scores),
