@@ -133,6 +133,8 @@ class ServingConfig(_Model):
     rules_path: Path = Path("configs/rules.yaml")
     # Most candidates a request may send; more is a 422, not a slow request.
     max_candidates: int = Field(1_000, gt=0)
+    # Items the candidate stage proposes for one request (the union of its sources).
+    candidates: int = Field(200, gt=0)
     # Item profiles change only when materialized: keep this many in memory, this long.
     item_cache_size: int = Field(50_000, gt=0)
     item_cache_ttl_s: float = Field(300.0, gt=0)

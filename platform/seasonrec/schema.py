@@ -48,6 +48,9 @@ NULLABLE_COLUMNS = frozenset({STOCK})
 EVENTS_TABLE = "events"
 ITEMS_TABLE = "items"
 REJECTED_SUFFIX = "_rejected"
+# The synthetic shop's hidden item themes (item_id, theme): the ground truth of seasonality.
+THEMES_FILE = "item_themes.parquet"
+THEME = "theme"
 
 # --- Feast: entities and their join keys -------------------------------------
 WEEK_OF_YEAR = "week_of_year"
@@ -102,6 +105,13 @@ HISTORY_AGE_HOURS = "history_age_hours"
 
 # 53 ISO weeks: index w-1 holds ISO week w.
 WEEKS_PER_YEAR = 53
+
+# --- candidate sources: where a served item came from ----------------------
+SOURCE_SEASONAL_POOL = "seasonal_pool"  # the region's pool for the ISO week, topped up from all regions
+SOURCE_CO_PURCHASE = "co_purchase"  # bought by the same users as the user's recent items
+SOURCE_NEW_ARRIVAL = "new_arrival"  # launched in the last weeks
+CANDIDATE_SOURCES = (SOURCE_SEASONAL_POOL, SOURCE_CO_PURCHASE, SOURCE_NEW_ARRIVAL)
+CANDIDATE_SOURCES_COLUMN = "sources"
 
 # --- Feast: feature services -------------------------------------------------
 RANKER_SERVICE = "ranker_v1"

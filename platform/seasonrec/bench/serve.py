@@ -123,8 +123,8 @@ def _breakdown(label: str, per_request: dict[str, float]) -> str:
 def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[str, float]:
     """p50 ms of each stage called directly, in process: Feast fetch, Triton score, re-rank."""
     from seasonrec.serving.fetcher import FeatureReader
-    from seasonrec.serving.rules import RuleBook, from_columns, rerank
-    from seasonrec.serving.scorer import Scorer, purchases, scored_columns
+    from seasonrec.serving.rules import RuleBook, from_columns, purchases, rerank
+    from seasonrec.serving.scorer import Scorer, scored_columns
 
     reader = FeatureReader(settings)
     book = RuleBook(settings.paths.resolve(settings.serving.rules_path))

@@ -83,7 +83,7 @@ def _items(cfg: GenerateConfig, rng: np.random.Generator, days: np.ndarray) -> p
                 s.PRICE: float(np.round(rng.lognormal(2.8, 0.6), 2)),
                 s.LAUNCH_TS: launch,
                 s.STOCK: int(rng.integers(0, 500)),
-                "theme": theme,
+                s.THEME: theme,
             }
         )
     items = pl.DataFrame(rows).with_columns(pl.col(s.LAUNCH_TS).cast(pl.Datetime("us", "UTC")))
@@ -93,7 +93,7 @@ def _items(cfg: GenerateConfig, rng: np.random.Generator, days: np.ndarray) -> p
 def _launch_before_season(items: pl.DataFrame, days: np.ndarray) -> pl.DataFrame:
     """Move each new themed item's launch to just before its theme's next peak (in GB/CN time)."""
     launches = items[s.LAUNCH_TS].to_numpy().astype("datetime64[D]")
-    themes = items["theme"].to_list()
+    themes = items[s.THEME].to_list()
     start = days[0]
     out = launches.copy()
     peaks_cache: dict[str, np.ndarray] = {}
@@ -116,7 +116,7 @@ def _demand(items: pl.DataFrame, days: np.ndarray, regions: list[str]) -> np.nda
     n_items = items.height
     base = np.random.default_rng(0).pareto(1.5, n_items) + 1.0  # long tail; fixed so items are stable across seeds
     launch_day = items[s.LAUNCH_TS].to_numpy().astype("datetime64[D]")
-    themes = items["theme"].to_numpy()
+    themes = items[s.THEME].to_numpy()
     out = np.empty((len(regions), len(days), n_items), dtype=np.float32)
     for r, region in enumerate(regions):
         lift = {t: OFF_SEASON + THEME_LIFT * theme_intensity(t, region, days) for t in THEMES if t != "evergreen"}
@@ -259,9 +259,9 @@ def generate(out_dir: Path | str, cfg: GenerateConfig) -> dict:
     items = _items(cfg, rng, days)
     demand = _demand(items, days, regions)
     traffic = _traffic(days, regions)
-    items.drop("theme").write_parquet(out_dir / f"{s.ITEMS_TABLE}.parquet")
+    items.drop(s.THEME).write_parquet(out_dir / f"{s.ITEMS_TABLE}.parquet")
     # The hidden theme is the ground truth of seasonality; kept aside for evaluation and tests.
-    items.select(s.ITEM_ID, "theme").write_parquet(out_dir / "item_themes.parquet")
+    items.select(s.ITEM_ID, s.THEME).write_parquet(out_dir / s.THEMES_FILE)
 
     n_events = 0
     chunks = range(0, cfg.users, cfg.chunk_users)

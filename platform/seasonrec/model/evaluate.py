@@ -1,15 +1,22 @@
-"""Stage: evaluate a ranker checkpoint against the baselines, split by time, over the full catalogue.
+"""Stage: evaluate a ranker checkpoint against the baselines, split by time, in three views.
 
-A request is (user, ISO week) for every user who bought in the test window; its
-truth is what they bought that week. Everything the ranker and the baselines
-see is taken as of the start of that week, with the same point-in-time rule as
-Feast's training set: the latest value stamped strictly before that moment.
+- **catalogue**: each method ranks the whole catalogue (launched items only).
+- **retrieval**: the recall of the candidate stage, for each source and for their union.
+- **served**: the service replayed offline: the candidates, then the method's
+  scores, then the business rules, then the top k. Every method goes through the
+  same candidates and rules, with the functions serving calls (`candidates.sources`,
+  `serving.rules`), fed the state as of each request (`model.replay`).
+
+Each view is split into repeat items (bought by the user before) and explore
+items (new to the user), as in Li et al., "A Next Basket Recommendation Reality
+Check" (ACM TOIS 2023), and reports the share of repeat items in each top 10.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -18,165 +25,233 @@ import polars as pl
 import torch
 
 from seasonrec import schema as s
+from seasonrec.candidates.sources import co_purchase_neighbours, launches, propose
+from seasonrec.config import Settings
 from seasonrec.data.validate import find_table, scan_table
 from seasonrec.errors import SeasonrecError
-from seasonrec.features.context import seasonal_context
 from seasonrec.model.baselines import BASELINES, Baselines
-from seasonrec.model.batch import item_arrays, user_arrays
-from seasonrec.model.metrics import mean_metrics, rank_metrics
+from seasonrec.model.batch import user_arrays
+from seasonrec.model.metrics import LIST_METRICS, METRICS, list_metrics, mean_metrics, rank_metrics, recall
+from seasonrec.model.replay import Catalogue, WeekItems, requests, table, user_state
 from seasonrec.model.train import load_model
 from seasonrec.progress import progress
+from seasonrec.serving.rules import Rules, from_columns, load_rules, purchases, rerank
 
 log = logging.getLogger(__name__)
-REQUEST_CHUNK = 16
+METHODS = ("ranker", *BASELINES)
+SPLITS = ("all", "repeat", "explore", "new_items")
+UNION = "union"
+SERVED_K = 10
+# Request x item pairs the ranker scores at once: bounds memory whatever the catalogue's size.
+PAIRS_PER_CHUNK = 200_000
 
 
-def _table(features: Path, name: str) -> pl.DataFrame:
-    return pl.read_parquet(features / f"{name}.parquet").sort(s.FEATURE_TS)
+class Replay:
+    """What every request of an evaluation reads, loaded once, and the service replayed on it."""
 
+    def __init__(self, settings: Settings, checkpoint: Path, purchases: pl.DataFrame, start: datetime):
+        self.model, self.vocab = load_model(checkpoint)
+        self.model.eval()
+        self.features = features = settings.paths.features
+        self.catalogue = Catalogue(features, self.vocab, self.model.config.title_dim)
+        self.baselines = Baselines(purchases, self.catalogue.ids, cooccurrence_until=start)
+        # The service computes its neighbours from the log when a replica starts: here, the log before the test.
+        self.neighbours = co_purchase_neighbours(purchases.lazy().filter(pl.col(s.EVENT_TS) < start))
+        self.arrivals = launches(table(features, s.ITEM_PROFILE))
+        self.rules: Rules = load_rules(settings.paths.resolve(settings.serving.rules_path))
+        self.limit = settings.serving.candidates
+        self.proposed: Counter[str] = Counter()  # items each source proposed over the whole replay
 
-def _asof(left: pl.DataFrame, right: pl.DataFrame, by: list[str], at: str = "at") -> pl.DataFrame:
-    # Both sides are sorted on time (`_table` sorts the right); polars cannot verify that within `by` groups.
-    return left.sort(at).join_asof(
-        right,
-        left_on=at,
-        right_on=s.FEATURE_TS,
-        by=by,
-        strategy="backward",
-        allow_exact_matches=False,
-        check_sortedness=False,
-    )
+    @torch.no_grad()
+    def ranker_scores(self, rows: pl.DataFrame, items: WeekItems) -> np.ndarray:
+        """[len(rows), catalogue] ranker scores."""
+        users = user_arrays(rows, self.vocab, self.model.config.history_length)
+        cand = {k: torch.from_numpy(v) for k, v in self.catalogue.model_inputs.items()}
+        cand["cand_dense"] = torch.from_numpy(items.dense)
+        out = np.empty((rows.height, len(self.catalogue)), dtype=np.float32)
+        step = max(1, PAIRS_PER_CHUNK // len(self.catalogue))
+        for start in range(0, rows.height, step):
+            chunk = {k: torch.from_numpy(v[start : start + step]) for k, v in users.items()}
+            b = len(chunk["region"])
+            expanded = {k: v.unsqueeze(0).expand(b, *v.shape) for k, v in cand.items()}
+            out[start : start + b] = self.model(**chunk, **expanded).numpy()
+        return out
 
+    def scores(self, rows: pl.DataFrame, items: WeekItems, ts: int, region: str) -> dict[str, np.ndarray]:
+        """Each method's scores of the whole catalogue, one row per request; unlisted items at -inf."""
+        popularity = self.baselines.global_popularity(ts)
+        users = rows[s.USER_ID].to_list()
+        self.baselines.prepare(ts, users)
+        out = {"ranker": self.ranker_scores(rows, items)}
+        for name in BASELINES:
+            out[name] = np.stack([self.baselines.scores(name, u, ts, region, popularity) for u in users])
+        return {name: np.where(items.listed, v, -np.inf) for name, v in out.items()}
 
-def requests(purchases: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
-    """One row per (user, week) with purchases in [start, end): region and the items bought."""
-    window = purchases.filter((pl.col(s.EVENT_TS) >= start) & (pl.col(s.EVENT_TS) < end))
-    if window.is_empty():
-        raise SeasonrecError(f"no purchases between {start:%Y-%m-%d} and {end:%Y-%m-%d}: empty test window")
-    return (
-        window.with_columns(pl.col(s.EVENT_TS).dt.truncate("1w").alias("at"))
-        .group_by(s.USER_ID, "at")
-        .agg(pl.col(s.REGION).mode().sort().first(), pl.col(s.ITEM_ID).unique().alias("truth"))
-        .with_columns(pl.col("at").dt.epoch("s").alias(s.REQUEST_TS))
-        .sort("at", s.REGION, s.USER_ID)
-    )
+    def known_candidates(
+        self, user: dict, pool: list[str], ts: int, items: WeekItems
+    ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+        """The service's candidates (catalogue indices of listed items) and the sources of each."""
+        proposed = propose(pool, user.get(s.HISTORY_ITEM_IDS) or [], self.neighbours, self.arrivals, ts, self.limit)
+        self.proposed.update(source for sources in proposed.sources for source in sources)
+        index = self.catalogue.index
+        pairs = [(index.get(i, -1), src) for i, src in zip(proposed.item_ids, proposed.sources, strict=True)]
+        pairs = [(i, src) for i, src in pairs if i >= 0 and items.listed[i]]
+        return np.array([i for i, _ in pairs], dtype=np.int64), [src for _, src in pairs]
 
-
-def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
-    state = _asof(reqs, _table(features, s.USER_STATS), [s.USER_ID]).drop(s.FEATURE_TS)
-    state = _asof(state, _table(features, s.USER_HISTORY), [s.USER_ID]).drop(s.FEATURE_TS)
-    context = seasonal_context(
-        {
-            s.REQUEST_TS: state[s.REQUEST_TS].to_list(),
-            s.REGION: state[s.REGION].to_list(),
-            s.DEMAND_BY_WEEK: [None] * state.height,
-            s.LAUNCH_TS: [None] * state.height,
-            s.HISTORY_TS: state[s.HISTORY_TS].to_list(),
+    def served(
+        self, scores: np.ndarray, cand: np.ndarray, sources: list, items: WeekItems, user: dict, at, region: str
+    ) -> list[int]:
+        """The top k the service would return: the candidates' scores through the rules."""
+        c = self.catalogue
+        columns = {
+            "item_id": [c.ids[i] for i in cand],
+            "score": scores[cand].tolist(),
+            "category": [c.category[i] for i in cand],
+            "stock": [c.stock[i] for i in cand],
+            "launch_ts": c.launch_ts[cand].tolist(),
+            "demand_index": _nullable(items.columns["item_week_demand"][cand]),
+            "total_sales": _nullable(items.columns["total_sales"][cand]),
+            "trend_ratio": _nullable(items.columns["trend_ratio"][cand]),
+            "sources": sources,
         }
-    )
-    keep = ("week_sin", "week_cos", "days_to_holiday", s.HISTORY_AGE_HOURS)
-    return state.with_columns(pl.Series(k, context[k]) for k in keep)
+        ranked = rerank(from_columns(columns), self.rules, SERVED_K, at, region, purchases(user))
+        # A pinned item outside the catalogue takes its place in the list but can never be a hit.
+        return [c.index.get(r.item_id, -1) for r in ranked]
 
 
-def item_state(
-    catalogue: pl.DataFrame, demand: pl.DataFrame, trends: pl.DataFrame, at: datetime, region: str
-) -> pl.DataFrame:
-    """Every catalogue item as of `at` in `region`, in catalogue order."""
-    frame = catalogue.with_columns(pl.lit(at).alias("at"), pl.lit(region).alias(s.REGION))
-    frame = _asof(frame, demand, [s.ITEM_ID]).drop(s.FEATURE_TS)
-    frame = _asof(frame, trends, [s.REGION, s.ITEM_ID]).drop(s.FEATURE_TS)
-    week = at.isocalendar().week
-    ts = int(at.timestamp())
-    return frame.with_columns(
-        (pl.col(s.DEMAND_BY_WEEK).list.get(week - 1, null_on_oob=True) * s.WEEKS_PER_YEAR).alias("item_week_demand"),
-        ((ts - pl.col(s.LAUNCH_TS)) / 86_400.0).alias("item_age_days"),
-    ).sort("position")
+def _nullable(values: np.ndarray) -> list[float | None]:
+    return [None if v != v else float(v) for v in values]
 
 
-@torch.no_grad()
-def _ranker_scores(model, users: dict[str, np.ndarray], items: dict[str, np.ndarray]) -> np.ndarray:
-    n_req, n_items = len(users["region"]), len(items["cand_ids"])
-    out = np.empty((n_req, n_items), dtype=np.float32)
-    cand = {k: torch.from_numpy(v) for k, v in items.items()}
-    for start in range(0, n_req, REQUEST_CHUNK):
-        chunk = {k: torch.from_numpy(v[start : start + REQUEST_CHUNK]) for k, v in users.items()}
-        b = len(chunk["region"])
-        expanded = {k: v.unsqueeze(0).expand(b, *v.shape) for k, v in cand.items()}
-        out[start : start + b] = model(**chunk, **expanded).numpy()
-    return out
+def _splits(truth: np.ndarray, history: np.ndarray, new: np.ndarray) -> dict[str, np.ndarray]:
+    repeat = np.isin(truth, history)
+    return {"all": truth, "repeat": truth[repeat], "explore": truth[~repeat], "new_items": truth[new[truth]]}
 
 
-def evaluate(settings, checkpoint: Path, start: datetime, end: datetime, out: Path) -> dict:
-    """Score every request with the ranker and each baseline; write metrics.json and report.html."""
-    model, vocab = load_model(checkpoint)
-    model.eval()
-    features = settings.paths.features
+def _top(scores: np.ndarray, k: int = SERVED_K) -> np.ndarray:
+    """The best k indices, ties broken by index as in `metrics.truth_ranks`."""
+    head = np.arange(len(scores))
+    if len(scores) > k:
+        head = np.flatnonzero(scores >= np.partition(scores, len(scores) - k)[len(scores) - k])
+    return head[np.lexsort((head, -scores[head]))][:k]
+
+
+def evaluate(
+    settings: Settings, checkpoint: Path, start: datetime, end: datetime, out: Path, themes: Path | None = None
+) -> dict:
+    """Replay every request with the ranker and each baseline; write metrics.json and report.html.
+
+    With `themes` (the synthetic shop's `item_themes.parquet`), also the seasonal correctness of the served lists.
+    """
     events = scan_table(find_table(settings.paths.canonical, s.EVENTS_TABLE))
-    purchases = events.filter(pl.col(s.EVENT_TYPE) == "purchase").collect()
-    profiles = pl.read_parquet(features / f"{s.ITEM_PROFILE}.parquet").sort(s.FEATURE_TS).unique(s.ITEM_ID, keep="last")
-    catalogue = profiles.sort(s.ITEM_ID).with_row_index("position").drop(s.FEATURE_TS)
-    ids = catalogue[s.ITEM_ID].to_list()
-    index = {item: i for i, item in enumerate(ids)}
-    reqs = user_state(requests(purchases, start, end), features)
-    # Read once: every (week, region) below joins against the same two tables.
-    demand, trends = _table(features, s.ITEM_DEMAND), _table(features, s.REGION_ITEM_TRENDS)
-    baselines = Baselines(purchases, ids, cooccurrence_until=start)
-    launched = catalogue[s.LAUNCH_TS].to_numpy()
-    start_ts = int(start.timestamp())
+    purchases_ = events.filter(pl.col(s.EVENT_TYPE) == "purchase").collect()
+    replay = Replay(settings, checkpoint, purchases_, start)
+    reqs = user_state(requests(purchases_, start, end), settings.paths.features)
+    rows = replay_requests(replay, reqs, start)
+    metrics = summarise(rows, replay.limit)
+    silent = [source for source in s.CANDIDATE_SOURCES if not replay.proposed[source]]
+    if len(silent) == len(s.CANDIDATE_SOURCES):
+        raise SeasonrecError("no candidate source proposed any item: are the seasonal pools empty? (`features build`)")
+    for source in silent:
+        log.warning("candidate source %r proposed nothing in the test window: its recall is 0", source)
+    metrics["data"]["empty_sources"] = silent
+    if themes is not None:
+        from seasonrec.model.seasonality import load_themes, seasonal_correctness
 
-    rows: list[dict] = []
+        metrics["seasonality"] = seasonal_correctness(replay, load_themes(themes), start.year)
+    return write(metrics, out, checkpoint, reqs, start, end)
+
+
+def replay_requests(replay: Replay, reqs: pl.DataFrame, start: datetime) -> list[dict]:
+    """One metrics row per (request, view, method or source, split)."""
+    catalogue = replay.catalogue
+    new = catalogue.launch_ts >= start.timestamp()  # launched inside the test window: cold start
+    out: list[dict] = []
     groups = reqs.partition_by("at", s.REGION, maintain_order=True)
     for group in progress(groups, description="evaluating (week x region)", total=len(groups)):
         at, region = group["at"][0], group[s.REGION][0]
         ts = int(at.timestamp())
-        unlisted = launched > ts
-        items = item_arrays(item_state(catalogue, demand, trends, at, region), vocab, model.config.title_dim)
-        users = user_arrays(group, vocab, model.config.history_length)
-        ranker = _ranker_scores(model, users, items)
-        popularity = baselines.global_popularity(ts)
-        for i, (user, truth) in enumerate(group.select(s.USER_ID, "truth").iter_rows()):
-            truth_idx = np.array([index[t] for t in truth if t in index])
-            if len(truth_idx) == 0:
+        items = catalogue.week(at, region)
+        pool = catalogue.pool(at, region)
+        scores = replay.scores(group, items, ts, region)
+        for i, user in enumerate(group.iter_rows(named=True)):
+            truth = catalogue.indices(user["truth"])
+            if len(truth) == 0:
                 continue
-            methods = {"ranker": ranker[i]}
-            methods.update({b: baselines.scores(b, user, ts, region, popularity) for b in BASELINES})
-            # Cold start: items launched inside the test window, which no training row has seen bought.
-            new_idx = truth_idx[launched[truth_idx] >= start_ts]
-            week = at.date().isoformat()
-            for name, scores in methods.items():
-                scores = np.where(unlisted, -np.inf, scores)
-                rows.append({"method": name, "week": week, "slice": "all", **rank_metrics(scores, truth_idx)})
-                if len(new_idx):
-                    rows.append({"method": name, "week": week, "slice": "new_items", **rank_metrics(scores, new_idx)})
-    return _write(rows, out, checkpoint, reqs, start, end)
+            bought = replay.baselines.history(user[s.USER_ID], ts)
+            splits = {k: v for k, v in _splits(truth, bought, new).items() if len(v)}
+            cand, sources = replay.known_candidates(user, pool, ts, items)
+            base = {"week": at.date().isoformat()}
+            for source in (*s.CANDIDATE_SOURCES, UNION):
+                mine = cand[[source == UNION or source in src for src in sources]] if len(cand) else cand
+                for split, t in splits.items():
+                    row = {"view": "retrieval", "method": source, "split": split, "recall": recall(mine, t)}
+                    out.append(base | row)
+            for method in METHODS:
+                row = scores[method][i]
+                served = replay.served(row, cand, sources, items, user, at, region) if len(cand) else []
+                lists = {"catalogue": (_top(row), lambda t, r=row: rank_metrics(r, t))}
+                lists["served"] = (served, lambda t, sv=served: list_metrics(sv, t))
+                for view, (top, measure) in lists.items():
+                    share = {"repeat_share@10": float(np.isin(top, bought).mean()) if len(top) else 0.0}
+                    for split, t in splits.items():
+                        out.append(
+                            {**base, "view": view, "method": method, "split": split, **measure(t)}
+                            | (share if split == "all" else {})
+                        )
+    return out
 
 
-def _write(rows: list[dict], out: Path, checkpoint: Path, reqs: pl.DataFrame, start: datetime, end: datetime) -> dict:
-    everything = pl.DataFrame(rows)
-    frame = everything.filter(pl.col("slice") == "all")
-    new_items = everything.filter(pl.col("slice") == "new_items")
+def summarise(rows: list[dict], limit: int) -> dict:
+    """Means per view, split and method (or source), per test week, and the top-10 repeat shares."""
+    if not rows:
+        raise SeasonrecError("no test request bought an item of the catalogue: nothing to evaluate")
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    names = {"catalogue": METRICS, "served": LIST_METRICS, "retrieval": ("recall",)}
+    views: dict = {}
+    for (view, split), f in frame.group_by("view", "split", maintain_order=True):
+        views.setdefault(view, {})[split] = {
+            method: {**mean_metrics(g.to_dicts(), names[view]), "requests": g.height}
+            for (method,), g in f.group_by("method", maintain_order=True)
+        }
+    everything = frame.filter(pl.col("split") == "all")
+    shares = {
+        view: {m: float(g["repeat_share@10"].mean()) for (m,), g in f.group_by("method", maintain_order=True)}
+        for (view,), f in everything.filter(pl.col("view") != "retrieval").group_by("view", maintain_order=True)
+    }
+    weekly = everything.filter(pl.col("view") == "catalogue")
+    weeks = {
+        week: {m: mean_metrics(g.to_dicts()) for (m,), g in wf.group_by("method", maintain_order=True)}
+        for (week,), wf in weekly.group_by("week", maintain_order=True)
+    }
+    catalogue = dict(views["catalogue"]["all"])
+    ranker = {m: v for m, v in catalogue.pop("ranker").items() if m in METRICS}
+    requests_ = views["catalogue"]["all"]["ranker"]["requests"]
+    repeat = views["catalogue"].get("repeat", {}).get("ranker", {}).get("requests", 0)
+    return {
+        # The catalogue view, as before: what `seasonrec export` puts on the model card.
+        "ranker": ranker,
+        "baselines": {m: {k: v[k] for k in METRICS} for m, v in catalogue.items()},
+        "views": views,
+        "repeat_share@10": shares,
+        "slices": {"week": dict(sorted(weeks.items()))},
+        "data": {"requests": requests_, "requests_with_repeats": repeat, "candidates": limit},
+    }
 
-    def per_method(f: pl.DataFrame) -> dict:
-        return {m: mean_metrics(g.to_dicts()) for (m,), g in f.group_by("method", maintain_order=True)}
 
-    by_method = per_method(frame)
-    slices = {week: per_method(wf) for (week,), wf in frame.group_by("week", maintain_order=True)}
-    metrics = {
-        "ranker": by_method.pop("ranker"),
-        "baselines": by_method,
-        "slices": {
-            "week": dict(sorted(slices.items())),
-            # Requests whose purchases include items launched in the test window, scored on those alone.
-            "new_items": {**per_method(new_items), "requests": new_items.filter(pl.col("method") == "ranker").height},
-        },
-        "data": {
+def write(metrics: dict, out: Path, checkpoint: Path, reqs: pl.DataFrame, start: datetime, end: datetime) -> dict:
+    metrics["data"].update(
+        {
             "test_start": start.isoformat(),
             "test_end": end.isoformat(),
-            "requests": int(frame.filter(pl.col("method") == "ranker").height),
             "users": int(reqs[s.USER_ID].n_unique()),
             "checkpoint": str(checkpoint),
-        },
-    }
+        }
+    )
+    if not metrics["data"]["requests_with_repeats"]:
+        # Said plainly: a log where nobody buys an item twice has explore items only.
+        log.warning("no test purchase repeats an earlier one: the repeat split is empty, explore metrics only")
+        metrics["data"]["note"] = "no repeat purchases in the test window: explore metrics only"
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     from seasonrec.model.report import write_report

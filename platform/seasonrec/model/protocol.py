@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
+from seasonrec import schema as s
 from seasonrec.config import Settings
 from seasonrec.data.ingest import ingest
 from seasonrec.features import store as feast_store
@@ -88,7 +89,10 @@ def train_from_settings(
     return fit_checkpoint(settings, training_set, out, options, workers, gpu, init_from, settings.train.val_weeks)
 
 
-def run_protocol(settings: Settings, protocol: Protocol, input_path: Path, out: Path) -> dict:
+def run_protocol(
+    settings: Settings, protocol: Protocol, input_path: Path, out: Path, themes: Path | None = None
+) -> dict:
+    """Ingest `input_path`, build features, train, evaluate; item themes (a synthetic shop's) add seasonal checks."""
     out = Path(out)
     settings = settings.model_copy(update={"paths": settings.paths.model_copy(update={"data_dir": out / "data"})})
     start = datetime.combine(protocol.test_start, time(), tzinfo=UTC)
@@ -115,4 +119,6 @@ def run_protocol(settings: Settings, protocol: Protocol, input_path: Path, out: 
         settings.train.workers,
         val_weeks=protocol.val_weeks,
     )
-    return evaluate(settings, checkpoint, start, end, out)
+    if themes is None and Path(input_path).is_dir() and (Path(input_path) / s.THEMES_FILE).is_file():
+        themes = Path(input_path) / s.THEMES_FILE
+    return evaluate(settings, checkpoint, start, end, out, themes=themes)

@@ -87,7 +87,8 @@ class Scorer:
     async def score(self, fetched: dict) -> dict:
         """Scores and the re-ranker's columns; seasonal popularity with `degraded` when Triton fails."""
         from seasonrec.errors import SeasonrecError
-        from seasonrec.serving.scorer import purchases, scored_columns
+        from seasonrec.serving.rules import purchases
+        from seasonrec.serving.scorer import scored_columns
 
         started = time.perf_counter()
         degraded, version = False, None

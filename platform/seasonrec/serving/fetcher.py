@@ -23,14 +23,13 @@ from typing import Any
 import numpy as np
 
 from seasonrec import schema as s
+from seasonrec.candidates.sources import CandidateSet, co_purchase_neighbours, launches, merge_pools, propose
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
 
 log = logging.getLogger(__name__)
 
-NEIGHBOURS_PER_ITEM = 10
-NEW_ARRIVAL_DAYS = 45
 # What a request's candidates carry on to the Scorer, one list per column in candidate order
 # (lists pickle about 3 times faster than one dict per item): the model's item inputs, and
 # what the re-ranker's rules and the fallback read.
@@ -168,24 +167,19 @@ class FeatureReader(OnlineReader):
     def pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
         """(item, seasonal score) for the region and ISO week of `at`, topped up from all regions."""
         week = at.isocalendar().week
-        rows = self._read(s.SEASONAL_POOLS, [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)])
-        merged: dict[str, float] = {}
-        for row in rows:
-            for item, score in zip(row.get(s.POOL_ITEM_IDS) or [], row.get(s.POOL_SCORES) or [], strict=False):
-                merged.setdefault(item, score)
-        return list(merged.items())
+        return merge_pools(
+            self._read(s.SEASONAL_POOLS, [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)])
+        )
 
     def fallback_pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
         week = at.isocalendar().week
         return self.fallback_pools.get((region, week)) or self.fallback_pools.get((s.POOL_ALL_REGIONS, week), [])
 
-    def candidates(self, user: dict, pool: list[str], at: datetime) -> list[str]:
+    def candidates(self, user: dict, pool: list[str], at: datetime) -> CandidateSet:
         """The seasonal pool, neighbours of the recent items, and new in-season arrivals."""
-        recent = (user.get(s.HISTORY_ITEM_IDS) or [])[-5:]
-        near = [n for item in reversed(recent) for n in self.neighbours.get(item, ())]
-        now = at.timestamp()
-        fresh = [i for i, ts in self.new_arrivals if now - NEW_ARRIVAL_DAYS * 86_400 <= ts <= now]
-        return list(dict.fromkeys(pool + near + fresh[:20]))
+        history = user.get(s.HISTORY_ITEM_IDS) or []
+        limit = self.settings.serving.candidates
+        return propose(pool, history, self.neighbours, self.new_arrivals, at.timestamp(), limit)
 
     def item_rows(self, item_ids: list[str], region: str) -> list[dict[str, Any]]:
         """Profile and demand (cached) plus the regional trend, for each item, in order."""
@@ -211,8 +205,13 @@ class FeatureReader(OnlineReader):
         user = self.user(user_id)
         region = region or user.get(s.HOME_REGION) or s.POOL_ALL_REGIONS
         pool = dict(self.pool(region, at))
-        items = candidates if candidates else self.candidates(user, list(pool), at)
-        rows = self.item_rows(items, region)
+        # Candidates the caller names were proposed by no source of ours.
+        proposed = (
+            CandidateSet(list(candidates), [()] * len(candidates))
+            if candidates
+            else self.candidates(user, list(pool), at)
+        )
+        rows = self.item_rows(proposed.item_ids, region)
         ts = int(at.timestamp())
         context = seasonal_context(
             {
@@ -239,7 +238,10 @@ class FeatureReader(OnlineReader):
         )
         return {
             "user": user,
-            "items": {column: [row.get(column) for row in rows] for column in ITEM_COLUMNS},
+            "items": {
+                **{column: [row.get(column) for row in rows] for column in ITEM_COLUMNS},
+                s.CANDIDATE_SOURCES_COLUMN: proposed.sources,
+            },
             "region": region,
             "elapsed_ms": {"fetch": (time.perf_counter() - started) * 1000},
         }
@@ -284,24 +286,13 @@ def _offline_pools(settings: Settings) -> dict[tuple[str, int], list[tuple[str, 
 
 
 def _neighbours(settings: Settings) -> dict[str, tuple[str, ...]]:
-    """Items most often bought by the same users, per item, from the canonical events."""
+    """Co-purchase neighbours from every purchase in the canonical events."""
     import polars as pl
 
     path = settings.paths.canonical / f"{s.EVENTS_TABLE}.parquet"
     if not path.is_file():
         return {}
-    buys = pl.scan_parquet(path).filter(pl.col(s.EVENT_TYPE) == "purchase").select(s.USER_ID, s.ITEM_ID).unique()
-    pairs = (
-        buys.join(buys, on=s.USER_ID, suffix="_other")
-        .filter(pl.col(s.ITEM_ID) != pl.col(f"{s.ITEM_ID}_other"))
-        .group_by(s.ITEM_ID, f"{s.ITEM_ID}_other")
-        .len()
-        .sort([s.ITEM_ID, "len", f"{s.ITEM_ID}_other"], descending=[False, True, False])
-        .group_by(s.ITEM_ID, maintain_order=True)
-        .agg(pl.col(f"{s.ITEM_ID}_other").head(NEIGHBOURS_PER_ITEM))
-        .collect()
-    )
-    return {item: tuple(others) for item, others in pairs.rows()}
+    return co_purchase_neighbours(pl.scan_parquet(path).filter(pl.col(s.EVENT_TYPE) == "purchase"))
 
 
 def _new_arrivals(settings: Settings) -> list[tuple[str, int]]:
@@ -311,5 +302,4 @@ def _new_arrivals(settings: Settings) -> list[tuple[str, int]]:
     path = settings.paths.features / f"{s.ITEM_PROFILE}.parquet"
     if not path.is_file():
         return []
-    items = pl.read_parquet(path, columns=[s.ITEM_ID, s.LAUNCH_TS]).unique(s.ITEM_ID).drop_nulls()
-    return sorted(items.rows(), key=lambda r: -r[1])
+    return launches(pl.read_parquet(path, columns=[s.ITEM_ID, s.LAUNCH_TS]))

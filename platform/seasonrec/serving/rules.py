@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from seasonrec import schema as s
 from seasonrec.errors import SeasonrecError
 
 log = logging.getLogger(__name__)
@@ -167,14 +168,26 @@ class Candidate:
     demand_index: float | None = None
     total_sales: int | None = None
     trend_ratio: float | None = None
+    sources: tuple[str, ...] = ()  # the candidate sources that proposed it
     reasons: list[str] = field(default_factory=list)
 
 
+def purchases(user: dict) -> dict[str, int]:
+    """Item id -> Unix time of the user's last purchase of it, from their history row."""
+    types = user.get(s.HISTORY_EVENT_TYPES) or []
+    return {
+        item: ts
+        for item, ts, kind in zip(user.get(s.HISTORY_ITEM_IDS) or [], user.get(s.HISTORY_TS) or [], types, strict=False)
+        if kind == "purchase"
+    }
+
+
 def from_columns(columns: dict[str, list]) -> list[Candidate]:
-    """Candidates from one list per field (as they travel between replicas); a missing field is None."""
+    """Candidates from one list per field (as they travel between replicas); a missing field takes its default."""
     n = len(columns["item_id"])
-    fields = [f for f in Candidate.__dataclass_fields__ if f != "reasons"]
-    return [Candidate(*values) for values in zip(*(columns.get(f) or [None] * n for f in fields), strict=True)]
+    fields = {f: spec.default for f, spec in Candidate.__dataclass_fields__.items() if f != "reasons"}
+    lists = (columns.get(f) or [default] * n for f, default in fields.items())
+    return [Candidate(*values) for values in zip(*lists, strict=True)]
 
 
 def rerank(

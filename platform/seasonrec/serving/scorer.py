@@ -105,16 +105,6 @@ class Scorer:
         return scores[0].tolist(), answered
 
 
-def purchases(user: dict) -> dict[str, int]:
-    """Item id -> Unix time of the user's last purchase of it, from the live history."""
-    types = user.get(s.HISTORY_EVENT_TYPES) or []
-    return {
-        item: ts
-        for item, ts, kind in zip(user.get(s.HISTORY_ITEM_IDS) or [], user.get(s.HISTORY_TS) or [], types, strict=False)
-        if kind == "purchase"
-    }
-
-
 def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
     """What the re-ranker needs of each candidate, a list per `rules.Candidate` field: small, so it
     travels cheaply between replicas."""
@@ -130,4 +120,5 @@ def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
         "demand_index": items["item_week_demand"],
         "total_sales": items["total_sales"],
         "trend_ratio": items["trend_ratio"],
+        "sources": items.get(s.CANDIDATE_SOURCES_COLUMN) or [()] * len(scores),
     }

@@ -1,0 +1,115 @@
+"""The candidate sources and their union.
+
+Every function takes the state it needs as arguments (a pool, a history, a
+neighbour table, the catalogue's launch dates): serving hands in what the online
+store holds now, the evaluation what was known at the start of each test week.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import zip_longest
+
+import polars as pl
+
+from seasonrec import schema as s
+
+NEIGHBOURS_PER_ITEM = 10
+# Neighbours of this many of the user's latest items: older ones say less about what comes next.
+RECENT_ITEMS = 5
+NEW_ARRIVAL_DAYS = 45
+NEW_ARRIVALS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateSet:
+    """Item ids in the order they are ranked from, and for each the sources that proposed it."""
+
+    item_ids: list[str]
+    sources: list[tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
+
+    def of_source(self, source: str) -> list[str]:
+        return [item for item, found in zip(self.item_ids, self.sources, strict=True) if source in found]
+
+
+def merge_pools(rows: Iterable[Mapping]) -> list[tuple[str, float]]:
+    """(item, seasonal score) from pool rows in priority order (the region's, then all regions')."""
+    merged: dict[str, float] = {}
+    for row in rows:
+        for item, score in zip(row.get(s.POOL_ITEM_IDS) or [], row.get(s.POOL_SCORES) or [], strict=False):
+            merged.setdefault(item, score)
+    return list(merged.items())
+
+
+def co_purchased(history: Sequence[str], neighbours: Mapping[str, Sequence[str]]) -> list[str]:
+    """Neighbours of the user's latest items, the latest item's first."""
+    recent = list(history)[-RECENT_ITEMS:]
+    return list(dict.fromkeys(n for item in reversed(recent) for n in neighbours.get(item, ())))
+
+
+def fresh_arrivals(arrivals: Sequence[tuple[str, int]], now: float) -> list[str]:
+    """Items launched in the last `NEW_ARRIVAL_DAYS` before `now`, newest first; `arrivals` is newest first."""
+    oldest = now - NEW_ARRIVAL_DAYS * 86_400
+    return [item for item, ts in arrivals if oldest <= ts <= now][:NEW_ARRIVALS]
+
+
+def gather(proposals: Mapping[str, Sequence[str]], limit: int) -> CandidateSet:
+    """The union of the sources' lists, at most `limit` items.
+
+    Sources take turns, each offering its next best item, so a long seasonal pool
+    can never crowd out the few personal neighbours or new arrivals.
+    """
+    found: dict[str, list[str]] = {}
+    for turn in zip_longest(*(proposals[name] for name in proposals)):
+        for name, item in zip(proposals, turn, strict=True):
+            if item is None:
+                continue
+            if item in found:
+                found[item].append(name)
+            elif len(found) < limit:
+                found[item] = [name]
+    return CandidateSet(list(found), [tuple(v) for v in found.values()])
+
+
+def propose(
+    pool: Sequence[str],
+    history: Sequence[str],
+    neighbours: Mapping[str, Sequence[str]],
+    arrivals: Sequence[tuple[str, int]],
+    now: float,
+    limit: int,
+) -> CandidateSet:
+    """The service's candidates for one request, with the state as of that request."""
+    proposals = {
+        s.SOURCE_SEASONAL_POOL: list(pool),
+        s.SOURCE_CO_PURCHASE: co_purchased(history, neighbours),
+        s.SOURCE_NEW_ARRIVAL: fresh_arrivals(arrivals, now),
+    }
+    return gather(proposals, limit)
+
+
+def co_purchase_neighbours(purchases: pl.LazyFrame) -> dict[str, tuple[str, ...]]:
+    """Items most often bought by the same users, per item (`purchases`: user and item columns)."""
+    buys = purchases.select(s.USER_ID, s.ITEM_ID).unique()
+    other = f"{s.ITEM_ID}_other"
+    pairs = (
+        buys.join(buys, on=s.USER_ID, suffix="_other")
+        .filter(pl.col(s.ITEM_ID) != pl.col(other))
+        .group_by(s.ITEM_ID, other)
+        .len()
+        .sort([s.ITEM_ID, "len", other], descending=[False, True, False])
+        .group_by(s.ITEM_ID, maintain_order=True)
+        .agg(pl.col(other).head(NEIGHBOURS_PER_ITEM))
+        .collect()
+    )
+    return {item: tuple(others) for item, others in pairs.rows()}
+
+
+def launches(profiles: pl.DataFrame) -> list[tuple[str, int]]:
+    """(item, launch Unix time), newest first, from item profile rows."""
+    items = profiles.select(s.ITEM_ID, s.LAUNCH_TS).unique(s.ITEM_ID).drop_nulls()
+    return sorted(items.rows(), key=lambda r: (-r[1], r[0]))

@@ -1,0 +1,176 @@
+"""The state as of each evaluation request: what the service would have known then.
+
+A request is (user, ISO week) for every user who bought in the test window; its
+truth is what they bought that week. Everything a method sees is taken as of the
+start of that week, with the same point-in-time rule as Feast's training set:
+the latest value stamped strictly before that moment. Pools are the exception:
+a week's pool rests only on earlier weeks, so it is known at the week's start.
+
+Item attributes that never change (ids, categories, titles) are built once for
+the whole catalogue; only the week- and region-dependent columns are built per
+(week, region), which is what lets a catalogue of tens of thousands of items
+over hundreds of regions be evaluated in minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from seasonrec import schema as s
+from seasonrec.candidates.sources import merge_pools
+from seasonrec.errors import SeasonrecError
+from seasonrec.features.context import seasonal_context
+from seasonrec.model.batch import ITEM_DENSE_COLUMNS, Vocab
+from seasonrec.model.ranker import PAD, UNSEEN
+
+# What the rules read of each candidate besides its score (`serving.rules.Candidate`), per (week, region).
+WEEK_COLUMNS = ("item_week_demand", "item_age_days", "total_sales", "sales_7d", "sales_28d", "trend_ratio")
+
+
+def table(features: Path, name: str) -> pl.DataFrame:
+    path = features / f"{name}.parquet"
+    if not path.is_file():
+        raise SeasonrecError(f"{path}: feature table not found; run `seasonrec features build` first")
+    return pl.read_parquet(path).sort(s.FEATURE_TS)
+
+
+def asof(left: pl.DataFrame, right: pl.DataFrame, by: list[str], at: str = "at") -> pl.DataFrame:
+    # Both sides are sorted on time (`table` sorts the right); polars cannot verify that within `by` groups.
+    return left.sort(at).join_asof(
+        right,
+        left_on=at,
+        right_on=s.FEATURE_TS,
+        by=by,
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
+    )
+
+
+def requests(purchases: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:
+    """One row per (user, week) with purchases in [start, end): region and the items bought."""
+    window = purchases.filter((pl.col(s.EVENT_TS) >= start) & (pl.col(s.EVENT_TS) < end))
+    if window.is_empty():
+        raise SeasonrecError(f"no purchases between {start:%Y-%m-%d} and {end:%Y-%m-%d}: empty test window")
+    return (
+        window.with_columns(pl.col(s.EVENT_TS).dt.truncate("1w").alias("at"))
+        .group_by(s.USER_ID, "at")
+        .agg(pl.col(s.REGION).mode().sort().first(), pl.col(s.ITEM_ID).unique().sort().alias("truth"))
+        .with_columns(pl.col("at").dt.epoch("s").alias(s.REQUEST_TS))
+        .sort("at", s.REGION, s.USER_ID)
+    )
+
+
+def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
+    """Each request with the user's stats and history as of its moment, and the request's context."""
+    state = asof(reqs, table(features, s.USER_STATS), [s.USER_ID]).drop(s.FEATURE_TS)
+    state = asof(state, table(features, s.USER_HISTORY), [s.USER_ID]).drop(s.FEATURE_TS)
+    context = seasonal_context(
+        {
+            s.REQUEST_TS: state[s.REQUEST_TS].to_list(),
+            s.REGION: state[s.REGION].to_list(),
+            s.DEMAND_BY_WEEK: [None] * state.height,
+            s.LAUNCH_TS: [None] * state.height,
+            s.HISTORY_TS: state[s.HISTORY_TS].to_list(),
+        }
+    )
+    keep = ("week_sin", "week_cos", "days_to_holiday", s.HISTORY_AGE_HOURS)
+    return state.with_columns(pl.Series(k, context[k]) for k in keep)
+
+
+def log1p(values: np.ndarray) -> np.ndarray:
+    """`model.batch`'s encoding of a dense feature (clip at 0, log1p, missing as 0), over a numpy column."""
+    x = np.asarray(values, dtype=np.float64)
+    return np.nan_to_num(np.log1p(np.clip(x, 0, None)), nan=0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class WeekItems:
+    """The catalogue's week- and region-dependent columns, in catalogue order."""
+
+    columns: dict[str, np.ndarray]
+    dense: np.ndarray  # [n, len(ITEM_DENSE_COLUMNS)], the ranker's item inputs
+    listed: np.ndarray  # bool: launched by then
+
+
+class Catalogue:
+    """Every item of the item profiles, with its static arrays built once."""
+
+    def __init__(self, features: Path, vocab: Vocab, title_dim: int):
+        profiles = table(features, s.ITEM_PROFILE).unique(s.ITEM_ID, keep="last").sort(s.ITEM_ID)
+        if profiles.is_empty():
+            raise SeasonrecError(f"{features / s.ITEM_PROFILE}.parquet: no items")
+        self.ids: list[str] = profiles[s.ITEM_ID].to_list()
+        self.index = {item: i for i, item in enumerate(self.ids)}
+        self.category: list[str | None] = profiles[s.CATEGORY].to_list()
+        self.stock: list[int | None] = profiles[s.STOCK].to_list()
+        self.launch_ts = profiles[s.LAUNCH_TS].to_numpy().astype(np.float64)
+        self.price = profiles[s.PRICE].to_numpy().astype(np.float64)
+        items, categories = vocab.item_index(), vocab.category_index()
+        zero = np.zeros(title_dim, dtype=np.float32)
+        self.model_inputs = {
+            "cand_ids": np.array([items.get(i, UNSEEN) for i in self.ids], dtype=np.int64),
+            "cand_categories": np.array(
+                [PAD if c is None else categories.get(c, UNSEEN) for c in self.category], dtype=np.int64
+            ),
+            # Items the model has never seen are scored from their title, as new launches are online.
+            "cand_titles": np.stack(
+                [zero if t is None else np.asarray(t, dtype=np.float32) for t in profiles[s.TITLE_EMBEDDING]]
+            ),
+        }
+        self.demand = table(features, s.ITEM_DEMAND)
+        trends = table(features, s.REGION_ITEM_TRENDS)
+        self.trends = {region: frame for (region,), frame in trends.partition_by(s.REGION, as_dict=True).items()}
+        pools = table(features, s.SEASONAL_POOLS)
+        self.pools = {week: frame for (week,), frame in pools.partition_by(s.WEEK_OF_YEAR, as_dict=True).items()}
+        self._frame = pl.DataFrame({s.ITEM_ID: self.ids, "position": np.arange(len(self.ids))})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def indices(self, item_ids: list[str]) -> np.ndarray:
+        """Catalogue indices of the ids the catalogue holds, in order; others are left out."""
+        return np.array([self.index[i] for i in item_ids if i in self.index], dtype=np.int64)
+
+    @lru_cache(maxsize=4)  # noqa: B019  (one Catalogue per evaluation; a week's groups come together)
+    def _demand(self, at: datetime) -> pl.DataFrame:
+        frame = asof(self._frame.with_columns(pl.lit(at).alias("at")), self.demand, [s.ITEM_ID]).sort("position")
+        week = at.isocalendar().week
+        return frame.select(
+            (pl.col(s.DEMAND_BY_WEEK).list.get(week - 1, null_on_oob=True) * s.WEEKS_PER_YEAR).alias(
+                "item_week_demand"
+            ),
+            "total_sales",
+        )
+
+    def week(self, at: datetime, region: str) -> WeekItems:
+        frame = self._frame.with_columns(pl.lit(at).alias("at"), pl.lit(region).alias(s.REGION))
+        trends = self.trends.get(region)
+        if trends is None:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in s.REGION_ITEM_FEATURES)
+        else:
+            frame = asof(frame, trends, [s.REGION, s.ITEM_ID]).sort("position")
+        ts = at.timestamp()
+        columns = {
+            **{c: frame[c].to_numpy().astype(np.float64) for c in s.REGION_ITEM_FEATURES},
+            **{c: v.to_numpy().astype(np.float64) for c, v in self._demand(at).to_dict().items()},
+            "item_age_days": (ts - self.launch_ts) / 86_400.0,
+            s.PRICE: self.price,
+        }
+        dense = np.stack([log1p(columns[c]) for c in ITEM_DENSE_COLUMNS], axis=-1).astype(np.float32)
+        return WeekItems(columns, dense, self.launch_ts <= ts)
+
+    def pool(self, at: datetime, region: str) -> list[str]:
+        """The region's pool for the ISO week of `at`, topped up from all regions, as the service reads it."""
+        frame = self.pools.get(at.isocalendar().week)
+        if frame is None:
+            return []
+        known = frame.filter(pl.col(s.FEATURE_TS) <= at).unique(s.REGION, keep="last")
+        rows = {r[s.REGION]: r for r in known.iter_rows(named=True)}
+        return [item for item, _ in merge_pools(rows[r] for r in (region, s.POOL_ALL_REGIONS) if r in rows)]
