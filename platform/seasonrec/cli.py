@@ -322,7 +322,9 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_recommend)
 
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
-    p.add_argument("what", choices=["ingest", "generate", "features", "online", "train", "scoring", "serve"])
+    p.add_argument(
+        "what", choices=["ingest", "generate", "features", "online", "train", "scoring", "serve", "evaluate"]
+    )
     p.add_argument("--training-set", type=Path, help="train: the training set to time on; scoring: parity batches")
     p.add_argument("--checkpoint", type=Path, help="scoring: the ranker (default: <data_dir>/checkpoints/ranker)")
     p.add_argument("--candidates", default="10,50,200,1000", help="scoring: candidate counts per request")
@@ -334,6 +336,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--requests", type=int, default=300, help="online, scoring, serve: timed requests per line")
     p.add_argument("--candidates-per-request", type=int, default=200, help="serve: candidates in each request")
     p.add_argument("--seconds", type=float, default=120.0, help="serve: time limit per concurrency level")
+    p.add_argument(
+        "--shape",
+        default="20833,179,1500,13",
+        help="evaluate: items,regions,users,test weeks of the drawn log (default: the held-out grocer's shape)",
+    )
     p.add_argument("--no-record", action="store_true", help="print only; do not touch docs/benchmarks.md")
     p.set_defaults(run=_bench)
     return parser

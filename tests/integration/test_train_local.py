@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -16,7 +19,7 @@ def test_training_beats_the_untrained_model_and_reloads(training_set, tmp_path):
     settings, path = training_set
     summary = train(settings, path, tmp_path / "ckpt", TrainOptions(epochs=3, batch_size=128))
     model, vocab = load_model(tmp_path / "ckpt")
-    arrays, _ = load_groups(path, vocab, model.config.history_length, model.config.title_dim)
+    arrays, _ = load_groups(path, vocab, model.config.history_length)
     trained = evaluate_groups(model, arrays, torch.device("cpu"))
     untrained = evaluate_groups(type(model)(model.config), arrays, torch.device("cpu"))
     assert trained["val_loss"] < untrained["val_loss"] - 0.05
@@ -46,29 +49,49 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         load_model(tmp_path / "nowhere")
 
 
-def test_evaluation_writes_metrics_for_the_ranker_and_every_baseline(training_set, tmp_path):
+def test_evaluation_replays_the_service_in_three_views_for_every_method(training_set, tmp_path):
     import json
     from datetime import UTC, datetime
 
+    from seasonrec import schema as s
     from seasonrec.model.baselines import BASELINES
     from seasonrec.model.evaluate import evaluate
-    from seasonrec.model.metrics import METRICS
+    from seasonrec.model.metrics import LIST_METRICS, METRICS
 
     settings, path = training_set
     settings = settings.model_copy(update={"paths": settings.paths.model_copy(update={"data_dir": path.parent})})
     train(settings, path, tmp_path / "ckpt", TrainOptions(epochs=2, batch_size=128))
     start, end = datetime(2024, 4, 1, tzinfo=UTC), datetime(2024, 7, 1, tzinfo=UTC)
-    metrics = evaluate(settings, tmp_path / "ckpt", start, end, tmp_path / "eval")
-    assert set(metrics["baselines"]) == set(BASELINES)
-    assert set(metrics["ranker"]) == set(METRICS)
-    assert metrics["data"]["requests"] > 20
-    # Items launched inside the window are scored on their own, against every baseline too.
-    cold = metrics["slices"]["new_items"]
-    assert cold["requests"] > 0 and set(METRICS) == set(cold["ranker"]) == set(cold["global_popularity"])
-    # Better than a random order of the catalogue, which has an AUC of 0.5.
-    assert metrics["ranker"]["auc"] > 0.6
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["ranker"] == metrics["ranker"]
-    assert (tmp_path / "eval" / "report.html").is_file() and (tmp_path / "eval" / "metrics_per_week.png").is_file()
+    themes = settings.paths.raw / s.THEMES_FILE
+    metrics = evaluate(settings, tmp_path / "ckpt", start, end, tmp_path / "eval", themes=themes)
+    methods = {"ranker", *BASELINES}
+    assert set(metrics["baselines"]) == set(BASELINES) and set(metrics["ranker"]) == set(METRICS)
+    views = metrics["views"]
+    for split in ("all", "repeat", "explore", "new_items"):
+        assert set(views["catalogue"][split]) == methods, split
+        assert set(views["served"][split]) == methods, split
+        assert set(views["served"][split]["ranker"]) == {*LIST_METRICS, "requests"}
+    assert set(views["retrieval"]["all"]) == {*s.CANDIDATE_SOURCES, "union"}
+    union = views["retrieval"]["all"]["union"]["recall"]
+    # The union finds at least what each source finds, and a served list only holds candidates.
+    assert all(union >= v["recall"] - 1e-9 for v in views["retrieval"]["all"].values())
+    assert views["served"]["all"]["ranker"]["hr@10"] <= union + 1e-9
+    # Repeat and explore split the requests' items: each split has fewer requests than all.
+    n = views["catalogue"]["all"]["ranker"]["requests"]
+    assert n == metrics["data"]["requests"] > 20
+    assert 0 < views["catalogue"]["repeat"]["ranker"]["requests"] < n
+    # Repeat purchase recommends only what the user bought before; global popularity mostly other things.
+    shares = metrics["repeat_share@10"]["catalogue"]
+    assert shares["repeat_purchase"] > shares["global_popularity"]
+    assert metrics["ranker"]["auc"] > 0.6  # a random order of the catalogue has 0.5
+    seasons = metrics["seasonality"]
+    assert set(seasons) == {"north", "south"} and set(seasons["north"]) == {"01", "04", "07", "10"}
+    cell = seasons["south"]["07"]["seasonal_popularity"]
+    assert cell["requests"] > 0 and 0 <= cell["in_season_share@10"] + cell["off_season_rate@10"] <= 1
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["views"] == json.loads(json.dumps(views))
+    page = (tmp_path / "eval" / "report.html").read_text()
+    assert "Served view" in page and "Retrieval view" in page and "Seasonal correctness" in page
+    assert (tmp_path / "eval" / "views.png").is_file() and (tmp_path / "eval" / "seasonality.png").is_file()
 
 
 def _cli_error(capsys, *argv) -> str:
@@ -92,18 +115,60 @@ def test_a_checkpoint_of_another_architecture_is_refused(training_set, tmp_path,
     assert "config.json" in err and "'bert'" in err and "incompatible model" in err
 
 
-def test_a_training_set_with_other_title_embeddings_is_refused(training_set, tmp_path, capsys):
+def _features_copy(settings, folder, change) -> Path:
+    """Copy the features into `folder` with the item profiles changed by `change`; return the profiles' file."""
+    import polars as pl
+
+    from seasonrec import schema as s
+
+    shutil.copytree(settings.paths.features, folder / "features")
+    profiles = folder / "features" / f"{s.ITEM_PROFILE}.parquet"
+    change(pl.read_parquet(profiles)).write_parquet(profiles)
+    return profiles
+
+
+def test_fine_tuning_with_other_title_embeddings_is_refused(training_set, tmp_path, capsys, monkeypatch):
     import polars as pl
 
     from seasonrec import schema as s
 
     settings, path = training_set
     train(settings, path, tmp_path / "ckpt", TrainOptions(epochs=1, batch_size=128))
-    other = tmp_path / "other.parquet"
-    rows = pl.read_parquet(path)
-    rows.with_columns(pl.col(s.TITLE_EMBEDDING).list.head(8)).write_parquet(other)
-    err = _cli_error(capsys, "train", "--workers", "0", "--training-set", other, "--init-from", tmp_path / "ckpt")
-    assert s.TITLE_EMBEDDING in err and "8 dimensions" in err
+    profiles = _features_copy(
+        settings, tmp_path / "data", lambda p: p.with_columns(pl.col(s.TITLE_EMBEDDING).list.head(8))
+    )
+    monkeypatch.setenv("SEASONREC__PATHS__DATA_DIR", str(tmp_path / "data"))
+    err = _cli_error(capsys, "train", "--workers", "0", "--training-set", path, "--init-from", tmp_path / "ckpt")
+    assert str(profiles) in err and s.TITLE_EMBEDDING in err
+    assert f"has 8 dimensions but the checkpoint {tmp_path / 'ckpt'} takes {settings.features.embedding_dim}" in err
+
+
+def test_fine_tuning_gives_items_launched_since_the_checkpoint_an_index_and_their_title(training_set, tmp_path):
+    import polars as pl
+
+    from seasonrec import schema as s
+
+    settings, path = training_set
+    train(settings, path, tmp_path / "season1", TrainOptions(epochs=1, batch_size=128))
+    title = [0.5] * settings.features.embedding_dim
+
+    def launch(profiles: pl.DataFrame) -> pl.DataFrame:
+        new = profiles.head(1).with_columns(
+            pl.lit("NEW-ITEM").alias(s.ITEM_ID),
+            pl.Series(s.TITLE_EMBEDDING, [title], dtype=profiles.schema[s.TITLE_EMBEDDING]),
+        )
+        return pl.concat([profiles, new])
+
+    _features_copy(settings, tmp_path / "data", launch)
+    later = settings.model_copy(update={"paths": settings.paths.model_copy(update={"data_dir": tmp_path / "data"})})
+    train(later, path, tmp_path / "season2", TrainOptions(epochs=1, batch_size=128), init_from=tmp_path / "season1")
+    previous, old_vocab = load_model(tmp_path / "season1")
+    tuned, vocab = load_model(tmp_path / "season2")
+    # Known items keep their indices; the new one comes after them, with its own title in the model.
+    assert vocab.items == (*old_vocab.items, "NEW-ITEM")
+    assert tuned.config.n_items == previous.config.n_items + 1
+    torch.testing.assert_close(tuned.item_titles[-1], torch.tensor(title))
+    torch.testing.assert_close(tuned.item_titles[:-1], previous.item_titles)
 
 
 def test_an_empty_training_window_is_a_clear_error(training_set, tmp_path, capsys, monkeypatch):

@@ -89,6 +89,12 @@ def test_view_before_purchase_is_in_history_but_not_counted_as_purchase(handmade
     assert row["n_views"] == 1 and row["n_purchases"] == 0
 
 
+def test_rows_carry_the_item_profile_but_not_its_title_embedding(handmade):
+    # The ranker holds every catalogue item's title; on each row it would be most of the file.
+    assert s.TITLE_EMBEDDING not in handmade.columns
+    assert _row(handmade, "U1", "B")[s.CATEGORY] == "outdoor"
+
+
 def test_no_feature_stamped_after_a_label_reaches_it_on_generated_data(tiny_shop, tmp_path):
     settings = tiny_shop.model_copy(
         update={

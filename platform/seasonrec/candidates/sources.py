@@ -63,16 +63,16 @@ def gather(proposals: Mapping[str, Sequence[str]], limit: int) -> CandidateSet:
     Sources take turns, each offering its next best item, so a long seasonal pool
     can never crowd out the few personal neighbours or new arrivals.
     """
-    found: dict[str, list[str]] = {}
+    found: dict[str, set[str]] = {}
     for turn in zip_longest(*(proposals[name] for name in proposals)):
         for name, item in zip(proposals, turn, strict=True):
             if item is None:
                 continue
             if item in found:
-                found[item].append(name)
+                found[item].add(name)
             elif len(found) < limit:
-                found[item] = [name]
-    return CandidateSet(list(found), [tuple(v) for v in found.values()])
+                found[item] = {name}
+    return CandidateSet(list(found), [tuple(n for n in proposals if n in names) for names in found.values()])
 
 
 def propose(

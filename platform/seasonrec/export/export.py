@@ -51,10 +51,12 @@ def _axes() -> dict[str, dict[int, str]]:
 
 
 def parity_batches(training_set: Path, model: SeasonalRanker, vocab) -> list[Arrays]:
-    """Real requests: 32 groups of the training set as they are, and one request with 200 of their candidates."""
-    arrays, _ = load_groups(
-        training_set, vocab, model.config.history_length, model.config.title_dim, max_groups=PARITY_GROUPS
-    )
+    """Real requests: 32 groups of the training set as they are, and one request with 200 of their candidates.
+
+    The graph takes titles as an input, so the checkpoint's own titles are passed for each candidate.
+    """
+    arrays, _ = load_groups(training_set, vocab, model.config.history_length, max_groups=PARITY_GROUPS)
+    arrays["cand_titles"] = model.item_titles[torch.from_numpy(arrays["cand_ids"])].numpy()
     n = len(arrays["region"])
     if n < 2:
         raise SeasonrecError(f"{training_set}: the parity check needs at least 2 groups, found {n}")
@@ -72,12 +74,37 @@ def _scores(model: SeasonalRanker, batch: Arrays) -> np.ndarray:
         return model(**{k: torch.from_numpy(np.ascontiguousarray(batch[k])) for k in s.RANKER_INPUTS}).numpy()
 
 
+class ServedRanker(torch.nn.Module):
+    """The ranker as Triton serves it: every input explicit, titles included, in `schema.RANKER_INPUTS` order.
+
+    `SeasonalRanker.forward` takes titles last and optionally; the ONNX exporter names inputs by position.
+    """
+
+    def __init__(self, model: SeasonalRanker):
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        history_ids: torch.Tensor,
+        history_age_hours: torch.Tensor,
+        context: torch.Tensor,
+        region: torch.Tensor,
+        cand_ids: torch.Tensor,
+        cand_categories: torch.Tensor,
+        cand_titles: torch.Tensor,
+        cand_dense: torch.Tensor,
+    ) -> torch.Tensor:
+        inputs = (history_ids, history_age_hours, context, region, cand_ids, cand_categories)
+        return self.model(*inputs, cand_dense=cand_dense, cand_titles=cand_titles)
+
+
 def to_onnx(model: SeasonalRanker, sample: Arrays, path: Path) -> None:
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample[k])) for k in s.RANKER_INPUTS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
+            ServedRanker(model),
             args,
             str(path),
             input_names=list(s.RANKER_INPUTS),

@@ -3,7 +3,8 @@
 Each purchase is a positive row; `negatives` items that had launched by then are
 sampled for it as label 0. Rows are looked up one microsecond before the
 purchase, so neither that purchase nor anything bought in the same basket can
-leak into its own features.
+leak into its own features. Rows carry no title embedding: the ranker takes
+titles from its catalogue buffer.
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def build_training_set(
     store = open_store(settings)
     service = store.get_feature_service(s.RANKER_SERVICE)
     frame = store.get_historical_features(entity_df=entity_rows.to_pandas(), features=service).to_df()
+    # The model holds every catalogue item's title: on each row it would be 384 floats that only repeat it.
+    # Asking Feast for the service less the title would not help, as the on-demand view reads item_profile whole.
+    frame = frame.drop(columns=s.TITLE_EMBEDDING)
     table = pl.from_pandas(frame).sort(GROUP, LABEL, descending=[False, True])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -101,20 +101,25 @@ def user_arrays(rows: pl.DataFrame, vocab: Vocab, history_length: int) -> dict[s
 
 
 def item_arrays(rows: pl.DataFrame, vocab: Vocab, title_dim: int) -> dict[str, np.ndarray]:
-    """Id, category, title embedding and dense features for each candidate row."""
+    """Id, category and dense features for each candidate row, and its title embedding if the rows carry one.
+
+    Without "cand_titles" the model takes each title from its catalogue buffer, by id.
+    """
     frame = rows.select(
         _lookup(pl.col(s.ITEM_ID), vocab.item_index()).alias("id"),
         _lookup(pl.col(s.CATEGORY), vocab.category_index()).alias("cat"),
         *[_log(c) for c in ITEM_DENSE_COLUMNS],
     )
-    titles = rows[s.TITLE_EMBEDDING].to_list()
-    zero = [0.0] * title_dim
-    return {
+    arrays = {
         "cand_ids": frame["id"].to_numpy().astype(np.int64),
         "cand_categories": frame["cat"].to_numpy().astype(np.int64),
-        "cand_titles": np.asarray([t if t is not None else zero for t in titles], dtype=np.float32),
-        "cand_dense": frame.select(ITEM_DENSE_COLUMNS).to_numpy().astype(np.float32),
     }
+    if s.TITLE_EMBEDDING in rows.columns:
+        titles = rows[s.TITLE_EMBEDDING].to_list()
+        zero = [0.0] * title_dim
+        arrays["cand_titles"] = np.asarray([t if t is not None else zero for t in titles], dtype=np.float32)
+    arrays["cand_dense"] = frame.select(ITEM_DENSE_COLUMNS).to_numpy().astype(np.float32)
+    return arrays
 
 
 def catalogue_tables(vocab: Vocab, profiles: pl.DataFrame, title_dim: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,16 +20,17 @@ Arrays = dict[str, np.ndarray]
 
 
 def load_groups(
-    training_set: Path, vocab: Vocab, history_length: int, title_dim: int, max_groups: int | None = None
+    training_set: Path, vocab: Vocab, history_length: int, max_groups: int | None = None
 ) -> tuple[Arrays, np.ndarray]:
     """(arrays with a leading group axis, the request time of each group in Unix seconds).
 
-    Candidates are ordered positive first, so the target of every group is index 0.
-    `max_groups` reads only the first groups of the file.
+    Candidates are ordered positive first, so the target of every group is index 0. There are no title
+    embeddings: the model holds the catalogue's. `max_groups` reads only the first groups of the file.
     """
     if not Path(training_set).is_file():
         raise SeasonrecError(f"{training_set}: training set not found; run `seasonrec features training-set` first")
-    scan = pl.scan_parquet(training_set)
+    # Older training sets still store a title per row; at 384 floats a row it is most of their size.
+    scan = pl.scan_parquet(training_set).select(pl.exclude(s.TITLE_EMBEDDING))
     if max_groups:
         scan = scan.join(scan.select(pl.col(GROUP).unique(maintain_order=True).head(max_groups)), on=GROUP, how="semi")
     rows = scan.collect().sort(GROUP, LABEL, descending=[False, True])
@@ -39,19 +40,12 @@ def load_groups(
     if sizes.n_unique() != 1:
         raise SeasonrecError(f"{training_set}: groups have different sizes; rebuild the training set")
     per_group = int(sizes[0])
-    titles = rows[s.TITLE_EMBEDDING].drop_nulls()
-    if len(titles) and len(titles[0]) != title_dim:
-        raise SeasonrecError(
-            f"{training_set}: column '{s.TITLE_EMBEDDING}' has {len(titles[0])} dimensions but the model takes"
-            f" {title_dim}: an incompatible model (was it trained with another title encoder?)"
-        )
     heads = rows.filter(pl.col(LABEL) == 1)
     if heads.height * per_group != rows.height:
         raise SeasonrecError(f"{training_set}: every group needs exactly one purchase")
     users = user_arrays(heads, vocab, history_length)
-    items = {
-        k: v.reshape(heads.height, per_group, *v.shape[1:]) for k, v in item_arrays(rows, vocab, title_dim).items()
-    }
+    candidates = item_arrays(rows, vocab, title_dim=0)
+    items = {k: v.reshape(heads.height, per_group, *v.shape[1:]) for k, v in candidates.items()}
     return {**users, **items}, heads[s.REQUEST_TS].to_numpy()
 
 

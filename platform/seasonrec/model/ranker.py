@@ -81,6 +81,23 @@ class SeasonalRanker(PreTrainedModel):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
+    @torch.no_grad()
+    def add_items(self, titles: torch.Tensor, categories: torch.Tensor) -> None:
+        """Append catalogue items after the known ones, whose indices do not change.
+
+        A new id starts as the never-seen id's vector: until fine-tuning moves it, the model scores a new item
+        as it scored that item before it had an index (UNSEEN, with its title).
+        """
+        if len(titles) == 0:
+            return
+        known = self.item_id.weight
+        grown = nn.Embedding(len(known) + len(titles), known.shape[1], padding_idx=PAD).to(known)
+        grown.weight.copy_(torch.cat([known, known[UNSEEN].expand(len(titles), -1)]))
+        self.item_id = grown
+        self.item_titles = torch.cat([self.item_titles, titles.to(self.item_titles)])
+        self.item_categories = torch.cat([self.item_categories, categories.to(self.item_categories)])
+        self.config.n_items = len(grown.weight)
+
     def item_vectors(self, ids: torch.Tensor, categories: torch.Tensor, titles: torch.Tensor) -> torch.Tensor:
         return self.item_id(ids) + self.category(categories) + self.title(titles)
 
@@ -99,31 +116,60 @@ class SeasonalRanker(PreTrainedModel):
         pad = torch.cat([torch.zeros_like(history_ids[:, :1], dtype=torch.bool), history_ids == PAD], dim=1)
         return self.encoder(tokens, src_key_padding_mask=pad), pad, ctx
 
-    def score(
+    def candidates(
+        self,
+        cand_ids: torch.Tensor,  # [B, C], or [C]
+        cand_categories: torch.Tensor,  # like cand_ids
+        cand_dense: torch.Tensor,  # [..., C, item_dense_dim]
+        cand_titles: torch.Tensor | None = None,  # [..., C, title_dim]; None: the catalogue's, by id
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(item vectors, attention queries, their block of the scorer's first layer), each [..., C, *].
+
+        None of it depends on the request: a caller that scores one catalogue for many requests
+        (the evaluation) computes it once and hands it to `score_candidates` for each.
+        """
+        if cand_titles is None:
+            cand_titles = self.item_titles[cand_ids]
+        cand = self.item_vectors(cand_ids, cand_categories, cand_titles) + self.item_dense(cand_dense)
+        own = cand @ self.scorer[0].weight[:, : cand.shape[-1]].T
+        return cand, self.query(cand), own
+
+    def score_candidates(
         self,
         encoded: torch.Tensor,
         pad: torch.Tensor,
         ctx: torch.Tensor,
         history_ids: torch.Tensor,
         history_age_hours: torch.Tensor,
-        cand_ids: torch.Tensor,  # [B, C]
-        cand_categories: torch.Tensor,  # [B, C]
-        cand_titles: torch.Tensor,  # [B, C, title_dim]
-        cand_dense: torch.Tensor,  # [B, C, item_dense_dim]
+        cand_ids: torch.Tensor,
+        cand: torch.Tensor,
+        q: torch.Tensor,
+        own: torch.Tensor,
     ) -> torch.Tensor:
-        cand = self.item_vectors(cand_ids, cand_categories, cand_titles) + self.item_dense(cand_dense)
-        q = self.query(cand)
-        logits = torch.einsum("bcd,btd->bct", q, encoded) / math.sqrt(q.shape[-1])
+        """Scores [B, C] from `candidates`' tensors: [B, C, *] per request, or [C, *] shared by the batch."""
+        shared = cand.dim() == 2
+        d = cand.shape[-1]
+        logits = torch.einsum("cd,btd->bct" if shared else "bcd,btd->bct", q, encoded) / math.sqrt(d)
         logits = logits.masked_fill(pad.unsqueeze(1), float("-inf"))
         attended = torch.einsum("bct,btd->bcd", logits.softmax(-1), encoded)
         # Has the user touched this very item, and how long ago? Known ids only: UNSEEN never matches.
-        same = (history_ids.unsqueeze(1) == cand_ids.unsqueeze(2)) & (cand_ids.unsqueeze(2) > UNSEEN)
+        ids = (cand_ids.unsqueeze(0) if shared else cand_ids).unsqueeze(2)
+        same = (history_ids.unsqueeze(1) == ids) & (ids > UNSEEN)
         repeats = torch.log1p(same.sum(-1, dtype=cand.dtype))
         ages = torch.where(same, history_age_hours.unsqueeze(1), torch.full_like(same, 1e6, dtype=cand.dtype))
         recency = -torch.log1p(ages.min(-1).values.clamp(min=0)) / 14.0
-        ctx_c = ctx.unsqueeze(1).expand_as(cand)
-        features = torch.cat([cand, attended, ctx_c, cand * ctx_c, repeats.unsqueeze(-1), recency.unsqueeze(-1)], -1)
-        return self.scorer(features).squeeze(-1)
+        # The scorer's first layer reads [cand, attended, ctx, cand * ctx, repeats, recency]. Applied one block
+        # of its weights at a time, it gives the same sum without concatenating [B, C, 4d + 2] features, and the
+        # candidates' own block (`own`) is computed once however many requests share them.
+        # Sums are taken in place: with tens of thousands of candidates each new [B, C, 2d] tensor costs more
+        # to allocate than to add.
+        first, w = self.scorer[0], self.scorer[0].weight
+        scaled = w[:, 3 * d : 4 * d].unsqueeze(0) * ctx.unsqueeze(1)  # [B, 2d, d]: (cand * ctx) @ w.T, per request
+        hidden = torch.einsum("cd,bkd->bck" if shared else "bcd,bkd->bck", cand, scaled)
+        hidden.add_(own).add_((ctx @ w[:, 2 * d : 3 * d].T + first.bias).unsqueeze(1))
+        hidden.add_(attended @ w[:, d : 2 * d].T)
+        hidden.add_(torch.stack([repeats, recency], -1) @ w[:, 4 * d :].T)
+        return self.scorer[2](self.scorer[1](hidden)).squeeze(-1)
 
     def forward(
         self,
@@ -133,11 +179,14 @@ class SeasonalRanker(PreTrainedModel):
         region: torch.Tensor,
         cand_ids: torch.Tensor,
         cand_categories: torch.Tensor,
-        cand_titles: torch.Tensor,
         cand_dense: torch.Tensor,
+        cand_titles: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Scores [B, C] for C candidates of each of B requests."""
+        """Scores [B, C] for C candidates of each of B requests.
+
+        Without `cand_titles` each candidate's title comes from the catalogue buffer by id, so training rows need
+        not carry one. A never-seen item (id UNSEEN) has no title there: the caller passes titles explicitly.
+        """
         encoded, pad, ctx = self.encode(history_ids, history_age_hours, context, region)
-        return self.score(
-            encoded, pad, ctx, history_ids, history_age_hours, cand_ids, cand_categories, cand_titles, cand_dense
-        )
+        cand, q, own = self.candidates(cand_ids, cand_categories, cand_dense, cand_titles)
+        return self.score_candidates(encoded, pad, ctx, history_ids, history_age_hours, cand_ids, cand, q, own)

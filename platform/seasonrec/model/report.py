@@ -218,3 +218,23 @@ def metrics_table(metrics: dict) -> str:
     if metrics.get("seasonality"):
         blocks.append(_text_table("seasonal correctness (served top 10)", *seasonality_rows(metrics)))
     return "\n\n".join(blocks)
+
+
+def _markdown(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown_summary(metrics: dict) -> str:
+    """The tables of `report.html` in Markdown, for docs/benchmarks.md."""
+    n = metrics["data"]["candidates"]
+    blocks = [
+        "**served** (candidates, then each method's scores, then `configs/rules.yaml`, then the top 10)\n\n"
+        + _markdown(*view_rows(metrics, "served")),
+        "**catalogue** (the whole catalogue ranked)\n\n" + _markdown(*view_rows(metrics, "catalogue")),
+        f"**retrieval** (recall@{n} of the candidate stage, by source)\n\n" + _markdown(*retrieval_rows(metrics)),
+    ]
+    if metrics.get("seasonality"):
+        blocks.append("**seasonal correctness** (served top 10)\n\n" + _markdown(*seasonality_rows(metrics)))
+    return "\n\n".join(blocks) + "\n"

@@ -132,6 +132,7 @@ def fit(
     """The training loop. `batches(epoch)` yields this worker's groups; `on_epoch(epoch, metrics, model)`
     checkpoints and reports, and may be Ray's."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
+    titles = getattr(model, "module", model).item_titles
     history: list[dict] = []
     best, stale = math.inf, 0
     for epoch in range(start_epoch, options.epochs):
@@ -140,6 +141,8 @@ def fit(
         for arrays in batches(epoch):
             batch = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in arrays.items()}
             n_groups = len(batch["region"])
+            # Titles are looked up before ids are hidden: a never-seen item is served with its own title.
+            batch["cand_titles"] = titles[batch["cand_ids"]]
             hide = torch.rand(batch["cand_ids"].shape, device=device) < options.id_dropout
             batch["cand_ids"] = torch.where(hide, torch.full_like(batch["cand_ids"], UNSEEN), batch["cand_ids"])
             with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
@@ -186,18 +189,44 @@ def catalogue(features_dir: Path) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
+def _check_title_width(features_dir: Path, profiles: pl.DataFrame, checkpoint: Path, title_dim: int) -> None:
+    titles = profiles[s.TITLE_EMBEDDING].drop_nulls()
+    if len(titles) and len(titles[0]) != title_dim:
+        raise SeasonrecError(
+            f"{Path(features_dir) / s.ITEM_PROFILE}.parquet: column '{s.TITLE_EMBEDDING}' has {len(titles[0])}"
+            f" dimensions but the checkpoint {checkpoint} takes {title_dim}: an incompatible model"
+            " (was it trained with another title encoder?)"
+        )
+
+
+def add_new_items(model: SeasonalRanker, vocab: Vocab, profiles: pl.DataFrame) -> Vocab:
+    """The vocabulary with the items launched since `model` was trained appended, and the model grown to match.
+
+    Without an index of its own a new item would train as UNSEEN, with no title in the model's buffer; fine-tuning
+    on the new season's items is the point of the seasonal refresh.
+    """
+    new = sorted(set(profiles[s.ITEM_ID].to_list()) - set(vocab.items))
+    grown = Vocab((*vocab.items, *new), vocab.categories, vocab.regions)
+    titles, categories = catalogue_tables(grown, profiles, model.config.title_dim)
+    model.add_items(titles[model.config.n_items :], categories[model.config.n_items :])
+    return grown
+
+
 def prepare(settings, training_set: Path, init_from: Path | None, val_weeks: int):
     """(model, vocab, training arrays, validation arrays, group times): a new model, or last season's."""
     from seasonrec.model.data import load_groups, split_by_time
 
     if init_from:
         model, vocab = load_model(init_from)
+        profiles = catalogue(settings.paths.features)
+        _check_title_width(settings.paths.features, profiles, init_from, model.config.title_dim)
+        vocab = add_new_items(model, vocab, profiles)
     else:
         profiles = catalogue(settings.paths.features)
         regions = pl.read_parquet(training_set, columns=[s.REGION])[s.REGION].unique().to_list()
         vocab = Vocab.build(profiles, regions)
         model = new_model(vocab, profiles, settings.features.history_length, settings.features.embedding_dim)
-    arrays, times = load_groups(training_set, vocab, model.config.history_length, model.config.title_dim)
+    arrays, times = load_groups(training_set, vocab, model.config.history_length)
     train_arrays, val_arrays = split_by_time(arrays, times, val_weeks)
     return model, vocab, train_arrays, val_arrays, times
 

@@ -1,0 +1,152 @@
+"""Candidate sources on hand-made pools, histories and launch dates: what each proposes and how they are merged."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from seasonrec import schema as s
+from seasonrec.candidates.sources import (
+    NEIGHBOURS_PER_ITEM,
+    NEW_ARRIVAL_DAYS,
+    NEW_ARRIVALS,
+    CandidateSet,
+    co_purchase_neighbours,
+    gather,
+    launches,
+    merge_pools,
+    propose,
+)
+
+POOL, CO, NEW = s.SOURCE_SEASONAL_POOL, s.SOURCE_CO_PURCHASE, s.SOURCE_NEW_ARRIVAL
+DAY = 86_400
+NOW = 1_700_000_000
+
+
+# --- gather ------------------------------------------------------------------
+
+
+def test_sources_take_turns():
+    got = gather({"a": ["a1", "a2", "a3"], "b": ["b1"], "c": ["c1", "c2"]}, limit=10)
+    assert got.item_ids == ["a1", "b1", "c1", "a2", "c2", "a3"]
+    assert got.sources == [("a",), ("b",), ("c",), ("a",), ("c",), ("a",)]
+
+
+def test_an_item_proposed_by_two_sources_is_listed_once_with_both():
+    got = gather({"a": ["x", "y"], "b": ["x", "z"]}, limit=10)
+    assert got.item_ids == ["x", "y", "z"]
+    assert got.sources == [("a", "b"), ("a",), ("b",)]
+
+
+def test_shared_item_lists_its_sources_in_source_order_whichever_offered_it_first():
+    got = gather({"a": ["x", "y"], "b": ["y"]}, limit=10)
+    assert got.sources[got.item_ids.index("y")] == ("a", "b")
+
+
+def test_the_limit_caps_the_union_but_a_short_source_still_gets_its_share():
+    pool = [f"p{i}" for i in range(50)]
+    got = gather({"pool": pool, "co": ["n1", "n2"]}, limit=4)
+    assert got.item_ids == ["p0", "n1", "p1", "n2"]
+    assert got.of_source("co") == ["n1", "n2"]
+
+
+def test_a_full_set_still_records_a_further_source_of_an_item_it_holds():
+    got = gather({"pool": ["a", "b", "c"], "co": ["x", "y", "a"]}, limit=3)
+    assert got.item_ids == ["a", "x", "b"]
+    assert got.sources[0] == ("pool", "co")
+
+
+def test_empty_sources_propose_nothing():
+    assert len(gather({"pool": [], "co": []}, limit=5)) == 0
+    assert len(gather({}, limit=5)) == 0
+    got = gather({"pool": [], "co": ["x"], "new": []}, limit=5)
+    assert got.item_ids == ["x"] and got.sources == [("co",)]
+
+
+def test_of_source_keeps_candidate_order():
+    cands = CandidateSet(["a", "b", "c"], [("pool",), ("pool", "co"), ("co",)])
+    assert len(cands) == 3
+    assert cands.of_source("co") == ["b", "c"]
+    assert cands.of_source("pool") == ["a", "b"]
+    assert cands.of_source("new") == []
+
+
+# --- propose -----------------------------------------------------------------
+
+
+def test_neighbours_come_from_the_latest_five_history_items_latest_first():
+    history = [f"h{i}" for i in range(1, 8)]  # oldest first, as the history feature holds it
+    neighbours = {f"h{i}": [f"n{i}"] for i in range(1, 8)}
+    got = propose([], history, neighbours, [], NOW, limit=100)
+    assert got.of_source(CO) == ["n7", "n6", "n5", "n4", "n3"]
+
+
+def test_neighbours_shared_by_recent_items_appear_once():
+    neighbours = {"h1": ["x", "y"], "h2": ["y", "z"]}
+    got = propose([], ["h1", "h2"], neighbours, [], NOW, limit=100)
+    assert got.of_source(CO) == ["y", "z", "x"]
+
+
+def test_new_arrivals_are_launched_recently_and_never_after_now():
+    arrivals = [  # newest first, as `launches` gives them
+        ("future", NOW + DAY),
+        ("fresh", NOW - 2 * DAY),
+        ("older", NOW - (NEW_ARRIVAL_DAYS - 1) * DAY),
+        ("stale", NOW - (NEW_ARRIVAL_DAYS + 1) * DAY),
+    ]
+    got = propose([], [], {}, arrivals, NOW, limit=100)
+    assert got.of_source(NEW) == ["fresh", "older"]
+
+
+def test_new_arrivals_are_capped_newest_first():
+    arrivals = [(f"i{k:02d}", NOW - k * 3600) for k in range(NEW_ARRIVALS + 5)]
+    got = propose([], [], {}, arrivals, NOW, limit=100)
+    assert got.of_source(NEW) == [f"i{k:02d}" for k in range(NEW_ARRIVALS)]
+
+
+def test_propose_unites_the_three_sources():
+    got = propose(["p1", "p2"], ["h1"], {"h1": ["p1", "n1"]}, [("new1", NOW - DAY)], NOW, limit=100)
+    assert got.item_ids == ["p1", "new1", "p2", "n1"]
+    assert got.sources == [(POOL, CO), (NEW,), (POOL,), (CO,)]
+
+
+# --- merge_pools, co_purchase_neighbours, launches -----------------------------
+
+
+def test_the_regions_pool_comes_first_topped_up_from_all_regions_without_duplicates():
+    region = {s.POOL_ITEM_IDS: ["a", "b"], s.POOL_SCORES: [0.9, 0.5]}
+    everywhere = {s.POOL_ITEM_IDS: ["b", "c"], s.POOL_SCORES: [0.8, 0.7]}
+    assert merge_pools([region, everywhere]) == [("a", 0.9), ("b", 0.5), ("c", 0.7)]
+
+
+def test_a_region_without_a_pool_falls_back_to_all_regions():
+    missing = {s.POOL_ITEM_IDS: None, s.POOL_SCORES: None}  # what the online store returns for an unknown key
+    everywhere = {s.POOL_ITEM_IDS: ["c"], s.POOL_SCORES: [0.7]}
+    assert merge_pools([missing, everywhere]) == [("c", 0.7)]
+    assert merge_pools([]) == []
+
+
+def _purchases(rows) -> pl.LazyFrame:
+    return pl.DataFrame(rows, schema=[s.USER_ID, s.ITEM_ID], orient="row").lazy()
+
+
+def test_co_purchase_neighbours_most_shared_buyers_first_ties_by_id():
+    rows = [("U1", "A"), ("U1", "A"), ("U1", "B"), ("U1", "C"), ("U2", "A"), ("U2", "B"), ("U3", "D"), ("U3", "A")]
+    rows.append(("U4", "E"))  # bought alone: no neighbours
+    got = co_purchase_neighbours(_purchases(rows))
+    assert got == {"A": ("B", "C", "D"), "B": ("A", "C"), "C": ("A", "B"), "D": ("A",)}
+
+
+def test_co_purchase_neighbours_are_capped_per_item():
+    items = [f"I{k:02d}" for k in range(NEIGHBOURS_PER_ITEM + 3)]
+    got = co_purchase_neighbours(_purchases([("U1", i) for i in items]))
+    assert got["I00"] == tuple(items[1 : NEIGHBOURS_PER_ITEM + 1])
+
+
+def test_launches_newest_first_without_unknown_dates():
+    profiles = pl.DataFrame(
+        {
+            s.ITEM_ID: ["old", "new", "b_tie", "a_tie", "new", "undated"],
+            s.LAUNCH_TS: [100, 500, 300, 300, 500, None],
+        }
+    )
+    assert launches(profiles) == [("new", 500), ("a_tie", 300), ("b_tie", 300), ("old", 100)]
