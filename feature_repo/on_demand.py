@@ -12,7 +12,9 @@ from views import item_demand, item_profile, user_history
 # Where in the year and in the holiday calendar a request falls, for this item and user.
 @on_demand_feature_view(
     name=s.SEASONAL_CONTEXT,
-    sources=[request_context, item_demand, item_profile, user_history],
+    # Of the item profile only the launch time: its title (384 floats) is no input here, and a whole-view
+    # source would make Feast join it onto every training row.
+    sources=[request_context, item_demand, item_profile[[s.LAUNCH_TS]], user_history],
     # No descriptions here: Feast compares them when it checks the schema against the function's output.
     schema=[
         Field(name="week_sin", dtype=Float64),  # sin of the week-of-year angle.

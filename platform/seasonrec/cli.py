@@ -149,7 +149,7 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> None:
         themes = args.themes
         if themes is None and (settings.paths.raw / THEMES_FILE).is_file():
             themes = settings.paths.raw / THEMES_FILE  # the synthetic shop's ground truth, when it is there
-        metrics = evaluate(settings, args.checkpoint, start, end, args.out, themes=themes)
+        metrics = evaluate(settings, args.checkpoint, start, end, args.out, themes=themes, val_weeks=args.val_weeks)
     from seasonrec.model.report import metrics_table
 
     print(metrics_table(metrics), file=sys.stderr)
@@ -276,7 +276,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=Path)
     p.add_argument("--test-start", type=_day)
     p.add_argument("--test-end", type=_day, help="last day of the test window (inclusive)")
-    p.add_argument("--val-weeks", type=int, default=4)
+    p.add_argument(
+        "--val-weeks", type=int, default=4, help="weeks before the test window replayed as validation (0: none)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--themes",

@@ -52,6 +52,7 @@ def scale_log(out: Path, items: int, regions: int, users: int, weeks: int, seed:
     popularity = 1.0 / np.arange(1, items + 1) ** 0.9
     popularity /= popularity.sum()
     home = rng.zipf(1.6, users) % regions  # a few large regions and a long tail of small ones
+    home[: min(users, regions)] = np.arange(min(users, regions))  # and every region has a shopper
     trips = rng.poisson(span / 86_400 / 21, users) + 1  # a shop about every three weeks
     staples = rng.choice(items, (users, 8), p=popularity)
     n = int(trips.sum() * 6)
@@ -116,7 +117,7 @@ def bench_evaluate(settings: Settings, shape: str) -> tuple[str, list[dict]]:
     command = [
         str(Path(sys.executable).parent / "seasonrec"), "evaluate", "--checkpoint", str(root / "checkpoint"),
         "--test-start", f"{TEST_START:%Y-%m-%d}", "--test-end", f"{end - timedelta(days=1):%Y-%m-%d}",
-        "--out", str(root / "evaluation"),
+        "--out", str(root / "evaluation"), "--val-weeks", "0",
     ]  # fmt: skip
     env = {**os.environ, "SEASONREC__PATHS__DATA_DIR": str(root), "SEASONREC__FEATURES__TITLE_ENCODER": "hashing"}
     started = time.perf_counter()

@@ -169,9 +169,7 @@ def _floor(base: str, bodies: list[dict], args, stack, sessions: list[int]) -> l
             if time.monotonic() > deadline:
                 raise SeasonrecError(f"{url}: the no-work graph did not answer within 180 s")
             time.sleep(1)
-        return [
-            _measured(url, bodies, c, args, sessions) for c in progress([1, 4], description="no-work graph")
-        ]
+        return [_measured(url, bodies, c, args, sessions) for c in progress([1, 4], description="no-work graph")]
     finally:
         stack.run_driver(f"serve.delete({APP_NAME!r})")
 

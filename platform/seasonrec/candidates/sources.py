@@ -7,6 +7,7 @@ store holds now, the evaluation what was known at the start of each test week.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
@@ -51,10 +52,25 @@ def co_purchased(history: Sequence[str], neighbours: Mapping[str, Sequence[str]]
     return list(dict.fromkeys(n for item in reversed(recent) for n in neighbours.get(item, ())))
 
 
-def fresh_arrivals(arrivals: Sequence[tuple[str, int]], now: float) -> list[str]:
-    """Items launched in the last `NEW_ARRIVAL_DAYS` before `now`, newest first; `arrivals` is newest first."""
-    oldest = now - NEW_ARRIVAL_DAYS * 86_400
-    return [item for item, ts in arrivals if oldest <= ts <= now][:NEW_ARRIVALS]
+class Launches:
+    """Items by launch time, newest first (ties by id), searchable by time window in O(log n)."""
+
+    def __init__(self, pairs: Iterable[tuple[str, int]]):
+        ordered = sorted(pairs, key=lambda p: (-p[1], p[0]))
+        self.item_ids = [item for item, _ in ordered]
+        self._negated = [-ts for _, ts in ordered]  # ascending, for bisect
+
+    def __iter__(self):
+        return zip(self.item_ids, (-t for t in self._negated), strict=True)
+
+    def between(self, oldest: float, newest: float) -> list[str]:
+        """Items launched in [oldest, newest], newest first."""
+        return self.item_ids[bisect_left(self._negated, -newest) : bisect_right(self._negated, -oldest)]
+
+
+def fresh_arrivals(arrivals: Launches, now: float) -> list[str]:
+    """Items launched in the last `NEW_ARRIVAL_DAYS` before `now`, newest first."""
+    return arrivals.between(now - NEW_ARRIVAL_DAYS * 86_400, now)[:NEW_ARRIVALS]
 
 
 def gather(proposals: Mapping[str, Sequence[str]], limit: int) -> CandidateSet:
@@ -79,7 +95,7 @@ def propose(
     pool: Sequence[str],
     history: Sequence[str],
     neighbours: Mapping[str, Sequence[str]],
-    arrivals: Sequence[tuple[str, int]],
+    arrivals: Launches,
     now: float,
     limit: int,
 ) -> CandidateSet:
@@ -109,7 +125,6 @@ def co_purchase_neighbours(purchases: pl.LazyFrame) -> dict[str, tuple[str, ...]
     return {item: tuple(others) for item, others in pairs.rows()}
 
 
-def launches(profiles: pl.DataFrame) -> list[tuple[str, int]]:
-    """(item, launch Unix time), newest first, from item profile rows."""
-    items = profiles.select(s.ITEM_ID, s.LAUNCH_TS).unique(s.ITEM_ID).drop_nulls()
-    return sorted(items.rows(), key=lambda r: (-r[1], r[0]))
+def launches(profiles: pl.DataFrame) -> Launches:
+    """Every item's launch (Unix time) from item profile rows."""
+    return Launches(profiles.select(s.ITEM_ID, s.LAUNCH_TS).unique(s.ITEM_ID).drop_nulls().rows())

@@ -161,8 +161,31 @@ def _card(checkpoint: Path, training_set: Path, max_diff: float, plan: dict, met
     if metrics:
         if not metrics.is_file():
             raise SeasonrecError(f"{metrics}: metrics file not found")
-        card["metrics"] = json.loads(metrics.read_text()).get("ranker")
+        card["metrics"] = _card_metrics(json.loads(metrics.read_text()))
     return card
+
+
+def _card_metrics(evaluation: dict) -> dict:
+    """The ranker's figures in each view of `seasonrec evaluate`, on the validation weeks and the test window."""
+    test = _ranker_views(evaluation)
+    validation = evaluation.get("validation")
+    return {"validation": _ranker_views(validation) if validation else None, "test": test}
+
+
+def _ranker_views(evaluation: dict) -> dict:
+    """The ranker's figures in each view, split into repeat and explore items."""
+    views = evaluation.get("views", {})
+    ranker = {
+        view: {split: by.get("ranker") for split, by in views.get(view, {}).items()} for view in ("catalogue", "served")
+    }
+    return {
+        "window": {
+            k: evaluation.get("data", {}).get(k) for k in ("start", "end", "test_start", "test_end", "requests")
+        },
+        **ranker,
+        "retrieval": views.get("retrieval", {}).get("all"),
+        "repeat_share@10": {view: by.get("ranker") for view, by in evaluation.get("repeat_share@10", {}).items()},
+    }
 
 
 def export_model(

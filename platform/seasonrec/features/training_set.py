@@ -90,10 +90,14 @@ def build_training_set(
     entity_rows = label_rows(events, items, start, end, negatives, seed, limit)
     store = open_store(settings)
     service = store.get_feature_service(s.RANKER_SERVICE)
-    frame = store.get_historical_features(entity_df=entity_rows.to_pandas(), features=service).to_df()
     # The model holds every catalogue item's title: on each row it would be 384 floats that only repeat it.
-    # Asking Feast for the service less the title would not help, as the on-demand view reads item_profile whole.
-    frame = frame.drop(columns=s.TITLE_EMBEDDING)
+    features = [
+        f"{view.name_to_use()}:{feature.name}"
+        for view in service.feature_view_projections
+        for feature in view.features
+        if feature.name != s.TITLE_EMBEDDING
+    ]
+    frame = store.get_historical_features(entity_df=entity_rows.to_pandas(), features=features).to_df()
     table = pl.from_pandas(frame).sort(GROUP, LABEL, descending=[False, True])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 import numpy as np
 import polars as pl
@@ -106,6 +107,7 @@ class Baselines:
     def global_popularity(self, at: int) -> np.ndarray:
         return self._units((self.ts >= at - 4 * WEEK) & (self.ts < at))
 
+    @lru_cache(maxsize=8)  # noqa: B019  (the same for every user of a (week, region); one Baselines per evaluation)
     def seasonal_popularity(self, at: int, region: str) -> np.ndarray:
         recent = (self.ts >= at - 4 * WEEK) & (self.ts < at)
         last_year = (self.ts >= at - 53 * WEEK) & (self.ts < at - 50 * WEEK)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +55,11 @@ class Replay:
         self.model.eval()
         self.features = features = settings.paths.features
         self.catalogue = Catalogue(features, self.vocab, self.model.config.title_dim)
+        # What the model makes of each item's id, category and title never changes: once per evaluation.
+        static = {k: torch.from_numpy(v) for k, v in self.catalogue.model_inputs.items()}
+        self.item_ids = static["cand_ids"]
+        with torch.no_grad():
+            self.item_vectors = self.model.item_vectors(self.item_ids, static["cand_categories"], static["cand_titles"])
         self.baselines = Baselines(purchases, self.catalogue.ids, cooccurrence_until=start)
         # The service computes its neighbours from the log when a replica starts: here, the log before the test.
         self.neighbours = co_purchase_neighbours(purchases.lazy().filter(pl.col(s.EVENT_TS) < start))
@@ -66,22 +71,17 @@ class Replay:
     @torch.no_grad()
     def ranker_scores(self, rows: pl.DataFrame, items: WeekItems) -> np.ndarray:
         """[len(rows), catalogue] ranker scores; the catalogue's side of the model runs once for all rows."""
-        users = {
-            k: torch.from_numpy(v) for k, v in user_arrays(rows, self.vocab, self.model.config.history_length).items()
-        }
-        c = {k: torch.from_numpy(v) for k, v in self.catalogue.model_inputs.items()}
-        ids = c["cand_ids"]
-        cand = self.model.candidates(ids, c["cand_categories"], torch.from_numpy(items.dense), c["cand_titles"])
+        model = self.model
+        users = {k: torch.from_numpy(v) for k, v in user_arrays(rows, self.vocab, model.config.history_length).items()}
+        cand, q = model.candidates(self.item_vectors, torch.from_numpy(items.dense))
+        ids = self.item_ids
         out = np.empty((rows.height, len(ids)), dtype=np.float32)
         step = max(1, PAIRS_PER_CHUNK // len(ids))
         for start in range(0, rows.height, step):
             chunk = {k: v[start : start + step] for k, v in users.items()}
-            encoded, pad, ctx = self.model.encode(
-                chunk["history_ids"], chunk["history_age_hours"], chunk["context"], chunk["region"]
-            )
-            scores = self.model.score_candidates(
-                encoded, pad, ctx, chunk["history_ids"], chunk["history_age_hours"], ids, *cand
-            )
+            history, ages = chunk["history_ids"], chunk["history_age_hours"]
+            encoded, pad, ctx = model.encode(history, ages, chunk["context"], chunk["region"])
+            scores = model.score_candidates(encoded, pad, ctx, history, ages, ids, cand, q)
             out[start : start + len(scores)] = scores.numpy()
         return out
 
@@ -145,11 +145,19 @@ def _top(scores: np.ndarray, k: int = SERVED_K) -> np.ndarray:
 
 
 def evaluate(
-    settings: Settings, checkpoint: Path, start: datetime, end: datetime, out: Path, themes: Path | None = None
+    settings: Settings,
+    checkpoint: Path,
+    start: datetime,
+    end: datetime,
+    out: Path,
+    themes: Path | None = None,
+    val_weeks: int = 0,
 ) -> dict:
     """Replay every request with the ranker and each baseline; write metrics.json and report.html.
 
-    With `themes` (the synthetic shop's `item_themes.parquet`), also the seasonal correctness of the served lists.
+    With `val_weeks`, the same views also for the weeks before `start` that training held out for
+    validation (what the model card records). With `themes` (the synthetic shop's
+    `item_themes.parquet`), also the seasonal correctness of the served lists.
     """
     events = scan_table(find_table(settings.paths.canonical, s.EVENTS_TABLE))
     purchases_ = events.filter(pl.col(s.EVENT_TYPE) == "purchase").collect()
@@ -157,12 +165,14 @@ def evaluate(
     reqs = user_state(requests(purchases_, start, end), settings.paths.features)
     rows = replay_requests(replay, reqs, start)
     metrics = summarise(rows, replay.limit)
-    silent = [source for source in s.CANDIDATE_SOURCES if not replay.proposed[source]]
-    if len(silent) == len(s.CANDIDATE_SOURCES):
-        raise SeasonrecError("no candidate source proposed any item: are the seasonal pools empty? (`features build`)")
-    for source in silent:
-        log.warning("candidate source %r proposed nothing in the test window: its recall is 0", source)
-    metrics["data"]["empty_sources"] = silent
+    metrics["data"]["empty_sources"] = silent_sources(replay.proposed)
+    if val_weeks:
+        val_start = start - timedelta(weeks=val_weeks)
+        held_out = Replay(settings, checkpoint, purchases_, val_start)
+        val_reqs = user_state(requests(purchases_, val_start, start), settings.paths.features)
+        validation = summarise(replay_requests(held_out, val_reqs, val_start), held_out.limit)
+        metrics["validation"] = {k: validation[k] for k in ("views", "repeat_share@10", "data")}
+        metrics["validation"]["data"].update({"start": val_start.isoformat(), "end": start.isoformat()})
     if themes is not None:
         from seasonrec.model.seasonality import load_themes, seasonal_correctness
 
@@ -208,6 +218,16 @@ def replay_requests(replay: Replay, reqs: pl.DataFrame, start: datetime) -> list
                             | (share if split == "all" else {})
                         )
     return out
+
+
+def silent_sources(proposed: Counter[str]) -> list[str]:
+    """The candidate sources that proposed nothing, each said plainly; none at all is an error."""
+    silent = [source for source in s.CANDIDATE_SOURCES if not proposed[source]]
+    if len(silent) == len(s.CANDIDATE_SOURCES):
+        raise SeasonrecError("no candidate source proposed any item: are the seasonal pools empty? (`features build`)")
+    for source in silent:
+        log.warning("candidate source %r proposed nothing in the test window: its recall is 0", source)
+    return silent
 
 
 def summarise(rows: list[dict], limit: int) -> dict:

@@ -121,4 +121,4 @@ def run_protocol(
     )
     if themes is None and Path(input_path).is_dir() and (Path(input_path) / s.THEMES_FILE).is_file():
         themes = Path(input_path) / s.THEMES_FILE
-    return evaluate(settings, checkpoint, start, end, out, themes=themes)
+    return evaluate(settings, checkpoint, start, end, out, themes=themes, val_weeks=protocol.val_weeks)

@@ -116,23 +116,14 @@ class SeasonalRanker(PreTrainedModel):
         pad = torch.cat([torch.zeros_like(history_ids[:, :1], dtype=torch.bool), history_ids == PAD], dim=1)
         return self.encoder(tokens, src_key_padding_mask=pad), pad, ctx
 
-    def candidates(
-        self,
-        cand_ids: torch.Tensor,  # [B, C], or [C]
-        cand_categories: torch.Tensor,  # like cand_ids
-        cand_dense: torch.Tensor,  # [..., C, item_dense_dim]
-        cand_titles: torch.Tensor | None = None,  # [..., C, title_dim]; None: the catalogue's, by id
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(item vectors, attention queries, their block of the scorer's first layer), each [..., C, *].
+    def candidates(self, vectors: torch.Tensor, cand_dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(candidate vectors, attention queries), [..., C, d], from `item_vectors` and the dense features.
 
-        None of it depends on the request: a caller that scores one catalogue for many requests
-        (the evaluation) computes it once and hands it to `score_candidates` for each.
+        None of it depends on the request: a caller that scores one catalogue for many requests (the
+        evaluation) computes it once and hands it to `score_candidates` for each.
         """
-        if cand_titles is None:
-            cand_titles = self.item_titles[cand_ids]
-        cand = self.item_vectors(cand_ids, cand_categories, cand_titles) + self.item_dense(cand_dense)
-        own = cand @ self.scorer[0].weight[:, : cand.shape[-1]].T
-        return cand, self.query(cand), own
+        cand = vectors + self.item_dense(cand_dense)
+        return cand, self.query(cand)
 
     def score_candidates(
         self,
@@ -144,30 +135,29 @@ class SeasonalRanker(PreTrainedModel):
         cand_ids: torch.Tensor,
         cand: torch.Tensor,
         q: torch.Tensor,
-        own: torch.Tensor,
     ) -> torch.Tensor:
-        """Scores [B, C] from `candidates`' tensors: [B, C, *] per request, or [C, *] shared by the batch."""
+        """Scores [B, C] from `candidates`' tensors: [B, C, d] per request, or [C, d] shared by the batch."""
         shared = cand.dim() == 2
         d = cand.shape[-1]
         logits = torch.einsum("cd,btd->bct" if shared else "bcd,btd->bct", q, encoded) / math.sqrt(d)
-        logits = logits.masked_fill(pad.unsqueeze(1), float("-inf"))
-        attended = torch.einsum("bct,btd->bcd", logits.softmax(-1), encoded)
+        weights = logits.masked_fill(pad.unsqueeze(1), float("-inf")).softmax(-1)
         # Has the user touched this very item, and how long ago? Known ids only: UNSEEN never matches.
         ids = (cand_ids.unsqueeze(0) if shared else cand_ids).unsqueeze(2)
         same = (history_ids.unsqueeze(1) == ids) & (ids > UNSEEN)
         repeats = torch.log1p(same.sum(-1, dtype=cand.dtype))
         ages = torch.where(same, history_age_hours.unsqueeze(1), torch.full_like(same, 1e6, dtype=cand.dtype))
         recency = -torch.log1p(ages.min(-1).values.clamp(min=0)) / 14.0
-        # The scorer's first layer reads [cand, attended, ctx, cand * ctx, repeats, recency]. Applied one block
-        # of its weights at a time, it gives the same sum without concatenating [B, C, 4d + 2] features, and the
-        # candidates' own block (`own`) is computed once however many requests share them.
-        # Sums are taken in place: with tens of thousands of candidates each new [B, C, 2d] tensor costs more
-        # to allocate than to add.
+        # The scorer's first layer reads [cand, attended, ctx, cand * ctx, repeats, recency], where `attended` is
+        # the candidate's attention over the encoded history. It is applied one block of its weights at a time,
+        # which is the same sum with far less work for many candidates: the attention block is projected before
+        # the attention (weights @ (encoded @ w) = (weights @ encoded) @ w), the candidate's two blocks are one
+        # product per request, and no [B, C, 4d + 2] features are ever concatenated. Sums are taken in place:
+        # with tens of thousands of candidates a new [B, C, 2d] tensor costs more to allocate than to add.
         first, w = self.scorer[0], self.scorer[0].weight
-        scaled = w[:, 3 * d : 4 * d].unsqueeze(0) * ctx.unsqueeze(1)  # [B, 2d, d]: (cand * ctx) @ w.T, per request
-        hidden = torch.einsum("cd,bkd->bck" if shared else "bcd,bkd->bck", cand, scaled)
-        hidden.add_(own).add_((ctx @ w[:, 2 * d : 3 * d].T + first.bias).unsqueeze(1))
-        hidden.add_(attended @ w[:, d : 2 * d].T)
+        hidden = weights @ (encoded @ w[:, d : 2 * d].T)
+        per_request = w[:, :d].unsqueeze(0) + w[:, 3 * d : 4 * d].unsqueeze(0) * ctx.unsqueeze(1)  # [B, 2d, d]
+        hidden.add_(torch.einsum("cd,bkd->bck" if shared else "bcd,bkd->bck", cand, per_request))
+        hidden.add_((ctx @ w[:, 2 * d : 3 * d].T + first.bias).unsqueeze(1))
         hidden.add_(torch.stack([repeats, recency], -1) @ w[:, 4 * d :].T)
         return self.scorer[2](self.scorer[1](hidden)).squeeze(-1)
 
@@ -187,6 +177,8 @@ class SeasonalRanker(PreTrainedModel):
         Without `cand_titles` each candidate's title comes from the catalogue buffer by id, so training rows need
         not carry one. A never-seen item (id UNSEEN) has no title there: the caller passes titles explicitly.
         """
+        if cand_titles is None:
+            cand_titles = self.item_titles[cand_ids]
         encoded, pad, ctx = self.encode(history_ids, history_age_hours, context, region)
-        cand, q, own = self.candidates(cand_ids, cand_categories, cand_dense, cand_titles)
-        return self.score_candidates(encoded, pad, ctx, history_ids, history_age_hours, cand_ids, cand, q, own)
+        cand, q = self.candidates(self.item_vectors(cand_ids, cand_categories, cand_titles), cand_dense)
+        return self.score_candidates(encoded, pad, ctx, history_ids, history_age_hours, cand_ids, cand, q)

@@ -73,8 +73,10 @@ def probe_requests(features: Path, at: datetime, users_per_hemisphere: int, seed
     ]
     if not picked:
         return pl.DataFrame()
-    reqs = pl.concat(picked).drop("hemisphere").with_columns(
-        pl.lit(at).alias("at"), pl.lit(int(at.timestamp())).alias(s.REQUEST_TS)
+    reqs = (
+        pl.concat(picked)
+        .drop("hemisphere")
+        .with_columns(pl.lit(at).alias("at"), pl.lit(int(at.timestamp())).alias(s.REQUEST_TS))
     )
     return user_state(reqs.sort(s.REGION, s.USER_ID), features)
 
@@ -116,4 +118,3 @@ def seasonal_correctness(replay, themes: dict[str, str], year: int, seed: int = 
         }
         for half, months in sorted(acc.items())
     }
-

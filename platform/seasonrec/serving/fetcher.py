@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from seasonrec import schema as s
-from seasonrec.candidates.sources import CandidateSet, co_purchase_neighbours, launches, merge_pools, propose
+from seasonrec.candidates.sources import CandidateSet, Launches, co_purchase_neighbours, launches, merge_pools, propose
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
@@ -295,11 +295,11 @@ def _neighbours(settings: Settings) -> dict[str, tuple[str, ...]]:
     return co_purchase_neighbours(pl.scan_parquet(path).filter(pl.col(s.EVENT_TYPE) == "purchase"))
 
 
-def _new_arrivals(settings: Settings) -> list[tuple[str, int]]:
-    """(item, launch Unix time), newest first, for exploration slots."""
+def _new_arrivals(settings: Settings) -> Launches:
+    """Every item's launch, for the new-arrival source."""
     import polars as pl
 
     path = settings.paths.features / f"{s.ITEM_PROFILE}.parquet"
     if not path.is_file():
-        return []
+        return Launches([])
     return launches(pl.read_parquet(path, columns=[s.ITEM_ID, s.LAUNCH_TS]))

@@ -10,6 +10,7 @@ from seasonrec.candidates.sources import (
     NEW_ARRIVAL_DAYS,
     NEW_ARRIVALS,
     CandidateSet,
+    Launches,
     co_purchase_neighbours,
     gather,
     launches,
@@ -76,35 +77,37 @@ def test_of_source_keeps_candidate_order():
 def test_neighbours_come_from_the_latest_five_history_items_latest_first():
     history = [f"h{i}" for i in range(1, 8)]  # oldest first, as the history feature holds it
     neighbours = {f"h{i}": [f"n{i}"] for i in range(1, 8)}
-    got = propose([], history, neighbours, [], NOW, limit=100)
+    got = propose([], history, neighbours, Launches([]), NOW, limit=100)
     assert got.of_source(CO) == ["n7", "n6", "n5", "n4", "n3"]
 
 
 def test_neighbours_shared_by_recent_items_appear_once():
     neighbours = {"h1": ["x", "y"], "h2": ["y", "z"]}
-    got = propose([], ["h1", "h2"], neighbours, [], NOW, limit=100)
+    got = propose([], ["h1", "h2"], neighbours, Launches([]), NOW, limit=100)
     assert got.of_source(CO) == ["y", "z", "x"]
 
 
 def test_new_arrivals_are_launched_recently_and_never_after_now():
-    arrivals = [  # newest first, as `launches` gives them
-        ("future", NOW + DAY),
-        ("fresh", NOW - 2 * DAY),
-        ("older", NOW - (NEW_ARRIVAL_DAYS - 1) * DAY),
-        ("stale", NOW - (NEW_ARRIVAL_DAYS + 1) * DAY),
-    ]
+    arrivals = Launches(
+        [
+            ("stale", NOW - (NEW_ARRIVAL_DAYS + 1) * DAY),
+            ("future", NOW + DAY),
+            ("older", NOW - (NEW_ARRIVAL_DAYS - 1) * DAY),
+            ("fresh", NOW - 2 * DAY),
+        ]
+    )
     got = propose([], [], {}, arrivals, NOW, limit=100)
     assert got.of_source(NEW) == ["fresh", "older"]
 
 
 def test_new_arrivals_are_capped_newest_first():
-    arrivals = [(f"i{k:02d}", NOW - k * 3600) for k in range(NEW_ARRIVALS + 5)]
+    arrivals = Launches([(f"i{k:02d}", NOW - k * 3600) for k in range(NEW_ARRIVALS + 5)])
     got = propose([], [], {}, arrivals, NOW, limit=100)
     assert got.of_source(NEW) == [f"i{k:02d}" for k in range(NEW_ARRIVALS)]
 
 
 def test_propose_unites_the_three_sources():
-    got = propose(["p1", "p2"], ["h1"], {"h1": ["p1", "n1"]}, [("new1", NOW - DAY)], NOW, limit=100)
+    got = propose(["p1", "p2"], ["h1"], {"h1": ["p1", "n1"]}, Launches([("new1", NOW - DAY)]), NOW, limit=100)
     assert got.item_ids == ["p1", "new1", "p2", "n1"]
     assert got.sources == [(POOL, CO), (NEW,), (POOL,), (CO,)]
 
@@ -149,4 +152,4 @@ def test_launches_newest_first_without_unknown_dates():
             s.LAUNCH_TS: [100, 500, 300, 300, 500, None],
         }
     )
-    assert launches(profiles) == [("new", 500), ("a_tie", 300), ("b_tie", 300), ("old", 100)]
+    assert list(launches(profiles)) == [("new", 500), ("a_tie", 300), ("b_tie", 300), ("old", 100)]

@@ -151,3 +151,23 @@ def test_a_log_without_repeat_purchases_counts_none():
 def test_no_rows_is_a_clear_error():
     with pytest.raises(SeasonrecError, match="nothing to evaluate"):
         summarise([], limit=200)
+
+
+def test_a_candidate_source_that_proposed_nothing_is_named(caplog):
+    from collections import Counter
+
+    from seasonrec import schema as s
+    from seasonrec.model.evaluate import silent_sources
+
+    proposed = Counter({s.SOURCE_SEASONAL_POOL: 40, s.SOURCE_CO_PURCHASE: 3})
+    assert silent_sources(proposed) == [s.SOURCE_NEW_ARRIVAL]
+    assert f"'{s.SOURCE_NEW_ARRIVAL}' proposed nothing" in caplog.text
+
+
+def test_no_candidates_at_all_is_a_clear_error():
+    from collections import Counter
+
+    from seasonrec.model.evaluate import silent_sources
+
+    with pytest.raises(SeasonrecError, match="no candidate source proposed any item"):
+        silent_sources(Counter())

@@ -127,10 +127,9 @@ def test_candidates_shared_by_a_batch_score_as_if_each_request_had_its_own():
     with torch.no_grad():
         expected = model(**{**req, **per_request})
         encoded, pad, ctx = model.encode(req["history_ids"], req["history_age_hours"], req["context"], req["region"])
-        cand, q, own = model.candidates(
-            shared["cand_ids"], shared["cand_categories"], shared["cand_dense"], shared["cand_titles"]
-        )
+        vectors = model.item_vectors(shared["cand_ids"], shared["cand_categories"], shared["cand_titles"])
+        cand, q = model.candidates(vectors, shared["cand_dense"])
         got = model.score_candidates(
-            encoded, pad, ctx, req["history_ids"], req["history_age_hours"], shared["cand_ids"], cand, q, own
+            encoded, pad, ctx, req["history_ids"], req["history_age_hours"], shared["cand_ids"], cand, q
         )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
