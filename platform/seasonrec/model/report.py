@@ -56,8 +56,8 @@ def _views_plot(metrics: dict, out: Path) -> str:
             ax.bar([i + j * width for i in range(len(methods))], values, width, label=split)
         ax.set_xticks([i + width for i in range(len(methods))], methods, rotation=30, ha="right")
         ax.set_title(f"{view} view: NDCG@10")
-    axes[0].legend()
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(SPLITS))
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     fig.savefig(out / "views.png", dpi=90)
     plt.close(fig)
     return "views.png"
