@@ -12,7 +12,7 @@ from seasonrec import schema as s
 from seasonrec.data.ingest import ingest
 from seasonrec.features import store as feast_store
 from seasonrec.features.build_features import build_features
-from seasonrec.features.training_set import LABEL, build_training_set
+from seasonrec.features.training_set import GROUP, LABEL, build_training_set
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +95,9 @@ def test_rows_carry_the_item_profile_but_not_its_title_embedding(handmade):
     assert _row(handmade, "U1", "B")[s.CATEGORY] == "outdoor"
 
 
-def test_no_feature_stamped_after_a_label_reaches_it_on_generated_data(tiny_shop, tmp_path):
+def test_no_feature_stamped_after_a_label_reaches_it_on_generated_data(tiny_shop, tmp_path, monkeypatch):
+    from seasonrec.features import training_set as training_set_module
+
     settings = tiny_shop.model_copy(
         update={
             "feast": tiny_shop.feast.model_copy(update={"project": "pit_generated"}),
@@ -108,6 +110,11 @@ def test_no_feature_stamped_after_a_label_reaches_it_on_generated_data(tiny_shop
     summary = build_training_set(settings, tmp_path / "train.parquet", negatives=1, seed=0, limit=400)
     table = pl.read_parquet(summary["out"])
     assert table.height == 800
+    # Joined in chunks of groups (bounded memory on a large log), the table is the same.
+    monkeypatch.setattr(training_set_module, "GROUPS_PER_CHUNK", 70)
+    chunked = build_training_set(settings, tmp_path / "chunked.parquet", negatives=1, seed=0, limit=400)
+    key = [GROUP, LABEL, s.ITEM_ID]
+    assert pl.read_parquet(chunked["out"]).sort(key).equals(table.sort(key))
     label_ts = pl.col(s.REQUEST_TS)
     leaked_history = table.filter(pl.col(s.HISTORY_TS).list.max() >= label_ts)
     leaked_purchase = table.filter(pl.col("last_purchase_ts") >= label_ts)
