@@ -27,6 +27,7 @@ import polars as pl
 from seasonrec import schema as s
 from seasonrec.data.calendar import hemisphere, theme_intensity
 from seasonrec.errors import SeasonrecError
+from seasonrec.model.evaluate import METHODS, Replay
 from seasonrec.model.replay import table, user_state
 from seasonrec.progress import progress
 
@@ -81,10 +82,8 @@ def probe_requests(features: Path, at: datetime, users_per_hemisphere: int, seed
     return user_state(reqs.sort(s.REGION, s.USER_ID), features)
 
 
-def seasonal_correctness(replay, themes: dict[str, str], year: int, seed: int = 0) -> dict:
+def seasonal_correctness(replay: Replay, themes: dict[str, str], year: int, seed: int = 0) -> dict:
     """{hemisphere: {month: {method: {in-season share, off-season rate, requests}}}} of the served top 10."""
-    from seasonrec.model.evaluate import METHODS
-
     catalogue = replay.catalogue
     theme_of = [themes.get(item, EVERGREEN) for item in catalogue.ids]
     acc: dict = {}
