@@ -76,6 +76,14 @@ def _log(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.Float64).clip(lower_bound=0).log1p().fill_null(0.0).fill_nan(0.0)
 
 
+def dense_log(values: list | np.ndarray) -> np.ndarray:
+    """`_log` over one column in numpy (None or NaN is missing), for a request or a catalogue of items, where
+    building a DataFrame costs more than the arithmetic."""
+    if isinstance(values, list):
+        values = [np.nan if v is None else v for v in values]
+    return np.nan_to_num(np.log1p(np.clip(np.asarray(values, dtype=np.float64), 0, None)), nan=0.0)
+
+
 def user_arrays(rows: pl.DataFrame, vocab: Vocab, history_length: int) -> dict[str, np.ndarray]:
     """History, context and region for each row (one row per request)."""
     index = vocab.item_index()

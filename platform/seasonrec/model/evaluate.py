@@ -18,6 +18,7 @@ import json
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -208,15 +209,14 @@ def replay_requests(replay: Replay, reqs: pl.DataFrame, start: datetime) -> list
             for method in METHODS:
                 row = scores[method][i]
                 served = replay.served(row, cand, sources, items, user, at, region) if len(cand) else []
-                lists = {"catalogue": (_top(row), lambda t, r=row: rank_metrics(r, t))}
-                lists["served"] = (served, lambda t, sv=served: list_metrics(sv, t))
-                for view, (top, measure) in lists.items():
+                for view, top, measure in (
+                    ("catalogue", _top(row), partial(rank_metrics, row)),
+                    ("served", served, partial(list_metrics, served)),
+                ):
                     share = {"repeat_share@10": float(np.isin(top, bought).mean()) if len(top) else 0.0}
                     for split, t in splits.items():
-                        out.append(
-                            {**base, "view": view, "method": method, "split": split, **measure(t)}
-                            | (share if split == "all" else {})
-                        )
+                        metrics = {"view": view, "method": method, "split": split, **measure(t)}
+                        out.append(base | metrics | (share if split == "all" else {}))
     return out
 
 

@@ -26,11 +26,8 @@ from seasonrec import schema as s
 from seasonrec.candidates.sources import merge_pools
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
-from seasonrec.model.batch import ITEM_DENSE_COLUMNS, Vocab
+from seasonrec.model.batch import ITEM_DENSE_COLUMNS, Vocab, dense_log
 from seasonrec.model.ranker import PAD, UNSEEN
-
-# What the rules read of each candidate besides its score (`serving.rules.Candidate`), per (week, region).
-WEEK_COLUMNS = ("item_week_demand", "item_age_days", "total_sales", "sales_7d", "sales_28d", "trend_ratio")
 
 
 def table(features: Path, name: str) -> pl.DataFrame:
@@ -82,12 +79,6 @@ def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
     )
     keep = ("week_sin", "week_cos", "days_to_holiday", s.HISTORY_AGE_HOURS)
     return state.with_columns(pl.Series(k, context[k]) for k in keep)
-
-
-def log1p(values: np.ndarray) -> np.ndarray:
-    """`model.batch`'s encoding of a dense feature (clip at 0, log1p, missing as 0), over a numpy column."""
-    x = np.asarray(values, dtype=np.float64)
-    return np.nan_to_num(np.log1p(np.clip(x, 0, None)), nan=0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +154,7 @@ class Catalogue:
             "item_age_days": (ts - self.launch_ts) / 86_400.0,
             s.PRICE: self.price,
         }
-        dense = np.stack([log1p(columns[c]) for c in ITEM_DENSE_COLUMNS], axis=-1).astype(np.float32)
+        dense = np.stack([dense_log(columns[c]) for c in ITEM_DENSE_COLUMNS], axis=-1).astype(np.float32)
         return WeekItems(columns, dense, self.launch_ts <= ts)
 
     def pool(self, at: datetime, region: str) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from seasonrec import schema as s
 from seasonrec.config import Settings
-from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab
+from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, dense_log
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
 from seasonrec.serving.fetcher import TitleEmbeddings
@@ -36,11 +36,6 @@ class VersionShapes:
         self.title_dim = config["title_dim"]
 
 
-def _log1p(values: list) -> np.ndarray:
-    x = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    return np.nan_to_num(np.log1p(np.clip(x, 0, None)), nan=0.0)
-
-
 def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str, np.ndarray]:
     """One request's tensors (batch of 1), exactly as `model.batch` encodes training rows.
 
@@ -55,7 +50,7 @@ def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str
     history = [index.get(i, UNSEEN) for i in (user.get(s.HISTORY_ITEM_IDS) or [])][-h:]
     ages = list(user.get(s.HISTORY_AGE_HOURS) or [])[-h:]
     context = [
-        (user.get(c) or 0.0) if c in ("week_sin", "week_cos") else _log1p([user.get(c)])[0] for c in CONTEXT_COLUMNS
+        (user.get(c) or 0.0) if c in ("week_sin", "week_cos") else dense_log([user.get(c)])[0] for c in CONTEXT_COLUMNS
     ]
     last = user.get("last_purchase_ts")
     days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
@@ -68,7 +63,7 @@ def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str
         "cand_ids": np.array([[index.get(i, UNSEEN) for i in items[s.ITEM_ID]]], dtype=np.int64),
         "cand_categories": np.array([[categories.get(c, UNSEEN) for c in items[s.CATEGORY]]], dtype=np.int64),
         "cand_titles": titles[None],
-        "cand_dense": np.stack([_log1p(items[c]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(np.float32),
+        "cand_dense": np.stack([dense_log(items[c]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(np.float32),
     }
 
 
