@@ -4,18 +4,35 @@ from feast import FeatureService
 
 from on_demand import seasonal_context
 from seasonrec import schema as s
-from views import item_demand, item_profile, region_item_trends, seasonal_pools, user_history, user_stats
+from views import (
+    item_demand,
+    item_profile,
+    region_item_trends,
+    seasonal_pools,
+    user_history,
+    user_item_stats,
+    user_repeats,
+    user_stats,
+)
 
 # Everything the ranker scores a (user, item) pair with at a moment in a region.
 ranker_v1 = FeatureService(
     name=s.RANKER_SERVICE,
-    features=[user_stats, user_history, item_profile, item_demand, region_item_trends, seasonal_context],
+    features=[
+        user_stats,
+        user_history,
+        user_item_stats,
+        item_profile,
+        item_demand,
+        region_item_trends,
+        seasonal_context,
+    ],
     description="Ranker inputs, version 1.",
 )
 
-# Where candidates come from: the in-season pool for a region and week.
+# Where candidates come from: the user's own purchases and the in-season pool for a region and week.
 candidates_v1 = FeatureService(
     name=s.CANDIDATES_SERVICE,
-    features=[seasonal_pools],
+    features=[user_repeats, seasonal_pools],
     description="Candidate pools, version 1.",
 )

@@ -28,6 +28,10 @@ item_demand_source = _parquet(s.ITEM_DEMAND)
 region_item_trends_source = _parquet(s.REGION_ITEM_TRENDS)
 # Top in-season items per region and ISO week.
 seasonal_pools_source = _parquet(s.SEASONAL_POOLS)
+# Per user and item, on each day they bought it: days bought so far, first and last purchase.
+user_item_stats_source = _parquet(s.USER_ITEM_STATS)
+# Each user's bought items by decayed frequency, one row per purchase day.
+user_repeats_source = _parquet(s.USER_REPEATS)
 
 # Live user events: the API pushes the updated history here so it is online at once.
 user_events_push = PushSource(name=s.USER_EVENTS_PUSH, batch_source=user_history_source)

@@ -13,6 +13,8 @@ from sources import (
     region_item_trends_source,
     seasonal_pools_source,
     user_events_push,
+    user_item_stats_source,
+    user_repeats_source,
     user_stats_source,
 )
 
@@ -99,4 +101,29 @@ seasonal_pools = FeatureView(
         Field(name=s.POOL_SCORES, dtype=Array(Float32), description="Seasonal score of each item."),
     ],
     source=seasonal_pools_source,
+)
+
+# How this shopper buys this product: the repeat-purchase signal, for every candidate.
+user_item_stats = FeatureView(
+    name=s.USER_ITEM_STATS,
+    entities=[user, item],
+    ttl=TTL,
+    schema=[
+        Field(name=s.ITEM_BUY_DAYS, dtype=Int64, description="Distinct days the user bought the item so far."),
+        Field(name=s.ITEM_FIRST_BUY_TS, dtype=Int64, description="Unix time of the user's first purchase of it."),
+        Field(name=s.ITEM_LAST_BUY_TS, dtype=Int64, description="Unix time of the user's latest purchase of it."),
+    ],
+    source=user_item_stats_source,
+)
+
+# Candidate generation: everything the shopper has bought, most bought lately first.
+user_repeats = FeatureView(
+    name=s.USER_REPEATS,
+    entities=[user],
+    ttl=TTL,
+    schema=[
+        Field(name=s.REPEAT_ITEM_IDS, dtype=Array(String), description="Item ids, highest weight first."),
+        Field(name=s.REPEAT_WEIGHTS, dtype=Array(Float32), description="Purchase days, halved per half-life."),
+    ],
+    source=user_repeats_source,
 )

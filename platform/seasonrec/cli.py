@@ -113,7 +113,8 @@ def _features_online(args: argparse.Namespace, settings: Settings) -> None:
 def _features_training_set(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.features.training_set import build_training_set
 
-    _print(build_training_set(settings, args.out, args.start, args.end, args.negatives, args.seed, args.limit))
+    history = settings.train.history_negatives if args.history_negatives is None else args.history_negatives
+    _print(build_training_set(settings, args.out, args.start, args.end, args.negatives, args.seed, args.limit, history))
 
 
 # --- model --------------------------------------------------------------------
@@ -254,6 +255,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=_timestamp)
     p.add_argument("--end", type=_timestamp)
     p.add_argument("--negatives", type=int, default=4, help="sampled negatives per purchase")
+    p.add_argument(
+        "--history-negatives", type=int, help="of those, most drawn from the buyer's past purchases (default: config)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, help="sample at most this many purchases")
     p.set_defaults(run=_features_training_set)
@@ -262,7 +266,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--training-set", type=Path, help="Parquet from `features training-set` (default: build one)")
     p.add_argument("--out", type=Path, help="checkpoint folder (default: <data_dir>/checkpoints/ranker)")
     p.add_argument("--workers", type=int, help="Ray Train workers; 0 trains without Ray (default: train.workers)")
-    p.add_argument("--gpu", action="store_true", help="one GPU per worker, nccl and bf16 autocast")
+    p.add_argument("--gpu", action="store_true", help="bf16 on CUDA: a GPU per worker (nccl), or one with --workers 0")
     p.add_argument("--init-from", type=Path, help="warm-start from this checkpoint (seasonal fine-tuning)")
     p.add_argument("--epochs", type=int)
     p.set_defaults(run=_train)

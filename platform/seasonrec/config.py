@@ -81,6 +81,10 @@ class FeaturesConfig(_Model):
     # Weights of last year's same weeks against the last four weeks in the candidate pools.
     pool_seasonal_weight: float = Field(2.0, ge=0)
     pool_recent_weight: float = Field(1.0, ge=0)
+    # The repeat candidates: a user's bought items kept per snapshot, and the half-life of a purchase's
+    # weight in days (a purchase this many days old counts half as much as one today).
+    repeat_size: int = Field(150, gt=0)
+    repeat_half_life_days: float = Field(90.0, gt=0)
 
 
 class FeastConfig(_Model):
@@ -102,6 +106,8 @@ class TrainConfig(_Model):
     # 40,000, docs/benchmarks.md); a larger log is sampled down to it, which bounds memory.
     max_groups: int = Field(250_000, ge=0)
     negatives: int = Field(7, gt=0)
+    # Of those, at most this many are items the buyer had bought before: which of their usual items comes next.
+    history_negatives: int = Field(3, ge=0)
     epochs: int = Field(8, gt=0)
     batch_size: int = Field(256, gt=0)
     lr: float = Field(2e-3, gt=0)
@@ -138,6 +144,9 @@ class ServingConfig(_Model):
     max_candidates: int = Field(1_000, gt=0)
     # Items the candidate stage proposes for one request (the union of its sources).
     candidates: int = Field(200, gt=0)
+    # Of those, at most this many come first from the user's own purchase history: for a shop where people
+    # re-buy, those are the likeliest items by far; the other sources take turns for the rest.
+    repeat_candidates: int = Field(100, ge=0)
     # Item profiles change only when materialized: keep this many in memory, this long.
     item_cache_size: int = Field(50_000, gt=0)
     item_cache_ttl_s: float = Field(300.0, gt=0)

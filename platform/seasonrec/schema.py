@@ -66,7 +66,18 @@ REGION_ITEM_TRENDS = "region_item_trends"
 SEASONAL_POOLS = "seasonal_pools"
 SEASONAL_CONTEXT = "seasonal_context"
 USER_EVENTS_PUSH = "user_events_push"
-OFFLINE_TABLES = (USER_STATS, USER_HISTORY, ITEM_PROFILE, ITEM_DEMAND, REGION_ITEM_TRENDS, SEASONAL_POOLS)
+USER_ITEM_STATS = "user_item_stats"
+USER_REPEATS = "user_repeats"
+OFFLINE_TABLES = (
+    USER_STATS,
+    USER_HISTORY,
+    ITEM_PROFILE,
+    ITEM_DEMAND,
+    REGION_ITEM_TRENDS,
+    SEASONAL_POOLS,
+    USER_ITEM_STATS,
+    USER_REPEATS,
+)
 
 # --- Feast: feature names per view -------------------------------------------
 USER_STATS_FEATURES = (
@@ -92,6 +103,16 @@ POOL_ITEM_IDS = "pool_item_ids"
 POOL_SCORES = "pool_scores"
 SEASONAL_POOL_FEATURES = (POOL_ITEM_IDS, POOL_SCORES)
 
+# A user's purchases of one item, over their whole history: how often, since when, how recently.
+ITEM_BUY_DAYS = "item_buy_days"  # distinct days with a purchase of the item
+ITEM_FIRST_BUY_TS = "item_first_buy_ts"
+ITEM_LAST_BUY_TS = "item_last_buy_ts"
+USER_ITEM_FEATURES = (ITEM_BUY_DAYS, ITEM_FIRST_BUY_TS, ITEM_LAST_BUY_TS)
+# Everything a user has bought, most bought (decayed by age) first: the repeat candidates.
+REPEAT_ITEM_IDS = "repeat_item_ids"
+REPEAT_WEIGHTS = "repeat_weights"
+USER_REPEATS_FEATURES = (REPEAT_ITEM_IDS, REPEAT_WEIGHTS)
+
 # Request-time inputs of the on-demand view, and what it derives.
 REQUEST_TS = "request_ts"
 SEASONAL_CONTEXT_FEATURES = (
@@ -107,10 +128,11 @@ HISTORY_AGE_HOURS = "history_age_hours"
 WEEKS_PER_YEAR = 53
 
 # --- candidate sources: where a served item came from ----------------------
+SOURCE_REPEAT = "repeat"  # the user's own purchase history, by decayed frequency
 SOURCE_SEASONAL_POOL = "seasonal_pool"  # the region's pool for the ISO week, topped up from all regions
 SOURCE_CO_PURCHASE = "co_purchase"  # bought by the same users as the user's recent items
 SOURCE_NEW_ARRIVAL = "new_arrival"  # launched in the last weeks
-CANDIDATE_SOURCES = (SOURCE_SEASONAL_POOL, SOURCE_CO_PURCHASE, SOURCE_NEW_ARRIVAL)
+CANDIDATE_SOURCES = (SOURCE_REPEAT, SOURCE_SEASONAL_POOL, SOURCE_CO_PURCHASE, SOURCE_NEW_ARRIVAL)
 CANDIDATE_SOURCES_COLUMN = "sources"
 
 # --- Feast: feature services -------------------------------------------------
@@ -131,5 +153,6 @@ RANKER_INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {
     "cand_categories": ("TYPE_INT64", (-1,)),
     "cand_titles": ("TYPE_FP32", (-1, -1)),
     "cand_dense": ("TYPE_FP32", (-1, -1)),
+    "cand_personal": ("TYPE_FP32", (-1, -1)),  # the user's own purchases of each candidate (batch.personal)
 }
 RANKER_OUTPUT = "scores"  # [batch, candidates], higher is better

@@ -37,6 +37,7 @@ def random_request(config, candidates: int, seed: int = 0) -> dict[str, np.ndarr
         "cand_categories": rng.integers(1, config.n_categories, (1, candidates)).astype(np.int64),
         "cand_titles": rng.normal(size=(1, candidates, config.title_dim)).astype(np.float32),
         "cand_dense": rng.normal(size=(1, candidates, config.item_dense_dim)).astype(np.float32),
+        "cand_personal": rng.normal(size=(1, candidates, config.personal_dim)).astype(np.float32),
     }
 
 

@@ -73,13 +73,18 @@ def fresh_arrivals(arrivals: Launches, now: float) -> list[str]:
     return arrivals.between(now - NEW_ARRIVAL_DAYS * 86_400, now)[:NEW_ARRIVALS]
 
 
-def gather(proposals: Mapping[str, Sequence[str]], limit: int) -> CandidateSet:
+def gather(proposals: Mapping[str, Sequence[str]], limit: int, first: Mapping[str, int] | None = None) -> CandidateSet:
     """The union of the sources' lists, at most `limit` items.
 
-    Sources take turns, each offering its next best item, so a long seasonal pool
-    can never crowd out the few personal neighbours or new arrivals.
+    `first` gives some sources a head start: that many of their best items go in before any other. Then the
+    sources take turns, each offering its next best item, so a long seasonal pool can never crowd out the few
+    personal neighbours or new arrivals.
     """
     found: dict[str, set[str]] = {}
+    for name, quota in (first or {}).items():
+        for item in list(proposals.get(name, ()))[:quota]:
+            if item not in found and len(found) < limit:
+                found[item] = {name}
     for turn in zip_longest(*(proposals[name] for name in proposals)):
         for name, item in zip(proposals, turn, strict=True):
             if item is None:
@@ -98,14 +103,21 @@ def propose(
     arrivals: Launches,
     now: float,
     limit: int,
+    repeats: Sequence[str] = (),
+    repeat_limit: int = 0,
 ) -> CandidateSet:
-    """The service's candidates for one request, with the state as of that request."""
+    """The service's candidates for one request, with the state as of that request.
+
+    `repeats` are the user's bought items by decayed frequency (`user_repeats`); the first `repeat_limit` of
+    them come before every other source.
+    """
     proposals = {
+        s.SOURCE_REPEAT: list(repeats),
         s.SOURCE_SEASONAL_POOL: list(pool),
         s.SOURCE_CO_PURCHASE: co_purchased(history, neighbours),
         s.SOURCE_NEW_ARRIVAL: fresh_arrivals(arrivals, now),
     }
-    return gather(proposals, limit)
+    return gather(proposals, limit, first={s.SOURCE_REPEAT: repeat_limit})
 
 
 def co_purchase_neighbours(purchases: pl.LazyFrame) -> dict[str, tuple[str, ...]]:

@@ -94,9 +94,10 @@ class ServedRanker(torch.nn.Module):
         cand_categories: torch.Tensor,
         cand_titles: torch.Tensor,
         cand_dense: torch.Tensor,
+        cand_personal: torch.Tensor,
     ) -> torch.Tensor:
         inputs = (history_ids, history_age_hours, context, region, cand_ids, cand_categories)
-        return self.model(*inputs, cand_dense=cand_dense, cand_titles=cand_titles)
+        return self.model(*inputs, cand_dense=cand_dense, cand_personal=cand_personal, cand_titles=cand_titles)
 
 
 def to_onnx(model: SeasonalRanker, sample: Arrays, path: Path) -> None:
@@ -224,6 +225,7 @@ def export_model(
             "context": model.config.context_dim,
             "title": model.config.title_dim,
             "item_dense": model.config.item_dense_dim,
+            "personal": model.config.personal_dim,
         }
         (stage / tensorrt.BUILD_SCRIPT).write_text(tensorrt.build_script(dims))
         plan = {"requested": build_tensorrt, "built": False}

@@ -37,6 +37,7 @@ def _shapes(dims: dict[str, int], batch: int, candidates: int) -> str:
         "cand_categories": (batch, candidates),
         "cand_titles": (batch, candidates, dims["title"]),
         "cand_dense": (batch, candidates, dims["item_dense"]),
+        "cand_personal": (batch, candidates, dims["personal"]),
     }
     assert set(per_input) == set(s.RANKER_INPUTS)
     return ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in per_input.items())

@@ -57,6 +57,8 @@ def build_features(data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfi
         s.SEASONAL_POOLS: lambda: tables.seasonal_pools(
             events, cfg.pool_size, cfg.pool_seasonal_weight, cfg.pool_recent_weight
         ),
+        s.USER_ITEM_STATS: lambda: tables.user_item_stats(events),
+        s.USER_REPEATS: lambda: tables.user_repeats(events, cfg.repeat_size, cfg.repeat_half_life_days),
     }
     rows = {}
     for name, plan in progress(plans.items(), description="building feature tables", total=len(plans)):

@@ -207,3 +207,64 @@ def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, rece
         s.POOL_ITEM_IDS,
         s.POOL_SCORES,
     )
+
+
+def _buy_days(events: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per (user, item, day) with a purchase, stamped with that day's last purchase of the item.
+
+    Days, not lines or units: a wholesaler's invoice holds many lines of one item, and how often a customer
+    comes back for it is what predicts the next time.
+    """
+    return (
+        _purchases(events)
+        .group_by(s.USER_ID, s.ITEM_ID, _day(pl.col(s.EVENT_TS)).alias("day"))
+        .agg(pl.col(s.EVENT_TS).max().alias(s.FEATURE_TS), pl.col(s.EVENT_TS).min().alias("first"))
+    )
+
+
+def user_item_stats(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per user and item, on each day they bought it: days bought so far, the first and the latest purchase.
+
+    A label looked up before a purchase sees the item's earlier days only, so the ranker learns "bought 5 times,
+    every 3 weeks, last 20 days ago" without the purchase it is asked to predict.
+    """
+    pair = dict(partition_by=[s.USER_ID, s.ITEM_ID], order_by="day")
+    return _buy_days(events).select(
+        s.USER_ID,
+        s.ITEM_ID,
+        s.FEATURE_TS,
+        pl.lit(1).cum_sum().over(**pair).cast(pl.Int64).alias(s.ITEM_BUY_DAYS),
+        pl.col("first").min().over([s.USER_ID, s.ITEM_ID]).dt.epoch("s").alias(s.ITEM_FIRST_BUY_TS),
+        pl.col(s.FEATURE_TS).dt.epoch("s").alias(s.ITEM_LAST_BUY_TS),
+    )
+
+
+def user_repeats(events: pl.LazyFrame, size: int, half_life_days: float) -> pl.LazyFrame:
+    """Each user's bought items ranked by decayed frequency, one snapshot per purchase day.
+
+    An item's weight is the sum over the days it was bought of 0.5 ** (age in days / `half_life_days`),
+    counted at the snapshot, as TIFU-KNN and P-TopFreq weigh a user's past baskets: often and lately beat once,
+    long ago. Weights are relative to the snapshot, which does not change their order at any later moment.
+    Only the first `size` items are kept: the candidate stage reads no more.
+    """
+    days = _buy_days(events).select(s.USER_ID, s.ITEM_ID, "day")
+    snaps = (
+        _purchases(events)
+        .group_by(s.USER_ID, _day(pl.col(s.EVENT_TS)).alias("snap"))
+        .agg(pl.col(s.EVENT_TS).max().alias(s.FEATURE_TS))
+    )
+    age = (pl.col("snap") - pl.col("day")).dt.total_days().cast(pl.Float64)
+    ranked = (
+        snaps.join(days, on=s.USER_ID)
+        .filter(pl.col("day") <= pl.col("snap"))
+        .group_by(s.USER_ID, "snap", s.ITEM_ID)
+        .agg(pl.lit(0.5).pow(age / half_life_days).sum().alias("weight"), pl.col(s.FEATURE_TS).first())
+        .sort([s.USER_ID, "snap", "weight", s.ITEM_ID], descending=[False, False, True, False])
+        .group_by(s.USER_ID, "snap", maintain_order=True)
+        .agg(
+            pl.col(s.FEATURE_TS).first(),
+            pl.col(s.ITEM_ID).head(size).alias(s.REPEAT_ITEM_IDS),
+            pl.col("weight").head(size).cast(pl.Float32).alias(s.REPEAT_WEIGHTS),
+        )
+    )
+    return ranked.select(s.USER_ID, s.FEATURE_TS, s.REPEAT_ITEM_IDS, s.REPEAT_WEIGHTS)

@@ -30,6 +30,49 @@ JUST_BEFORE = timedelta(microseconds=1)
 GROUPS_PER_CHUNK = 25_000
 
 
+def history_negatives(
+    positives: pl.DataFrame, purchases: pl.DataFrame, per_group: int, rng: np.random.Generator
+) -> pl.DataFrame:
+    """(group, slot, item) negatives drawn from what each user had bought before the purchase.
+
+    Random catalogue items teach the ranker what sells; these teach it which of a customer's usual items come
+    next, which is most of what a repeat buyer buys. An item bought in the same basket is never a negative.
+    """
+    if per_group == 0 or positives.is_empty():
+        return pl.DataFrame(schema={GROUP: pl.UInt32, "slot": pl.Int64, s.ITEM_ID: pl.String})
+    firsts = purchases.group_by(s.USER_ID, s.ITEM_ID).agg(pl.col(s.EVENT_TS).min().dt.epoch("s").alias("first"))
+    users = {u: i for i, u in enumerate(firsts[s.USER_ID].unique().sort().to_list())}
+    # One sorted key per (user, first purchase): a user's items bought before t are one contiguous run.
+    span = 1 << 34  # seconds: past the year 2500
+    firsts = firsts.with_columns(
+        (pl.col(s.USER_ID).replace_strict(users, return_dtype=pl.Int64) * span + pl.col("first")).alias("key")
+    ).sort("key")
+    keys, items = firsts["key"].to_numpy(), firsts[s.ITEM_ID].to_numpy()
+    user = positives[s.USER_ID].replace_strict(users, default=-1, return_dtype=pl.Int64).to_numpy()
+    ts = positives[s.EVENT_TS].dt.epoch("s").to_numpy()
+    lo = np.searchsorted(keys, user * span)
+    available = np.where(user >= 0, np.searchsorted(keys, user * span + ts) - lo, 0)
+    draws = 2 * per_group  # spares for draws that hit the purchase or its basket
+    picks = lo[:, None] + (rng.random((len(ts), draws)) * available[:, None]).astype(np.int64)
+    valid = np.repeat(available[:, None] > 0, draws, axis=1)
+    drawn = pl.DataFrame(
+        {
+            GROUP: np.repeat(positives[GROUP].to_numpy(), draws)[valid.ravel()],
+            s.USER_ID: np.repeat(positives[s.USER_ID].to_numpy(), draws)[valid.ravel()],
+            s.EVENT_TS: np.repeat(positives[s.EVENT_TS].to_numpy(), draws)[valid.ravel()],
+            s.ITEM_ID: items[picks.clip(max=len(items) - 1)][valid],
+        }
+    ).with_columns(pl.col(s.EVENT_TS).dt.replace_time_zone(positives[s.EVENT_TS].dtype.time_zone))
+    basket = purchases.select(s.USER_ID, s.ITEM_ID, s.EVENT_TS).unique()
+    return (
+        drawn.join(basket, on=[s.USER_ID, s.ITEM_ID, s.EVENT_TS], how="anti", maintain_order="left")
+        .unique([GROUP, s.ITEM_ID], maintain_order=True)
+        .with_columns(pl.int_range(pl.len()).over(GROUP).alias("slot"))
+        .filter(pl.col("slot") < per_group)
+        .select(GROUP, "slot", s.ITEM_ID)
+    )
+
+
 def label_rows(
     events: pl.LazyFrame,
     items: pl.DataFrame,
@@ -38,8 +81,13 @@ def label_rows(
     negatives: int,
     seed: int,
     limit: int | None = None,
+    from_history: int = 0,
 ) -> pl.DataFrame:
-    """Entity rows: (group, user, item, region, timestamp, request_ts, label) for purchases in [start, end)."""
+    """Entity rows: (group, user, item, region, timestamp, request_ts, label) for purchases in [start, end).
+
+    Of each group's `negatives`, up to `from_history` are items the user bought before (`history_negatives`);
+    the rest, and any the user's history cannot fill, are items launched by then, drawn uniformly.
+    """
     window = pl.col(s.EVENT_TYPE) == "purchase"
     if start:
         window &= pl.col(s.EVENT_TS) >= start
@@ -60,9 +108,16 @@ def label_rows(
     ts = positives[s.EVENT_TS].to_numpy()
     available = np.searchsorted(launched, ts, side="right").clip(min=1)
     picks = (rng.random((len(ts), negatives)) * available[:, None]).astype(np.int64)
+    chosen = catalogue[s.ITEM_ID].to_numpy()[picks]
     positives = positives.with_row_index(GROUP)
+    if from_history:
+        bought = events.filter(pl.col(s.EVENT_TYPE) == "purchase").select(s.USER_ID, s.ITEM_ID, s.EVENT_TS)
+        if end:
+            bought = bought.filter(pl.col(s.EVENT_TS) < end)
+        drawn = history_negatives(positives, bought.collect(), min(from_history, negatives), rng)
+        chosen[drawn[GROUP].to_numpy(), drawn["slot"].to_numpy()] = drawn[s.ITEM_ID].to_numpy()
     negative = positives.select(pl.all().repeat_by(negatives).explode()).with_columns(
-        pl.Series(s.ITEM_ID, catalogue[s.ITEM_ID].to_numpy()[picks.ravel()])
+        pl.Series(s.ITEM_ID, chosen.ravel())
     )
     # A group is one purchase and the negatives sampled for it: the ranker's unit of comparison.
     rows = pl.concat([positives.with_columns(pl.lit(1).alias(LABEL)), negative.with_columns(pl.lit(0).alias(LABEL))])
@@ -84,12 +139,13 @@ def build_training_set(
     negatives: int = 4,
     seed: int = 0,
     limit: int | None = None,
+    from_history: int = 0,
 ) -> dict:
     """Write the training table to `out` (Parquet) and return its shape."""
     data = settings.paths.canonical
     events = scan_table(find_table(data, s.EVENTS_TABLE))
     items = scan_table(find_table(data, s.ITEMS_TABLE)).select(s.ITEM_ID, s.LAUNCH_TS).collect()
-    entity_rows = label_rows(events, items, start, end, negatives, seed, limit)
+    entity_rows = label_rows(events, items, start, end, negatives, seed, limit, from_history)
     store = open_store(settings)
     service = store.get_feature_service(s.RANKER_SERVICE)
     # The model holds every catalogue item's title: on each row it would be 384 floats that only repeat it.

@@ -31,9 +31,9 @@ from seasonrec.config import Settings
 from seasonrec.data.validate import find_table, scan_table
 from seasonrec.errors import SeasonrecError
 from seasonrec.model.baselines import BASELINES, Baselines
-from seasonrec.model.batch import user_arrays
+from seasonrec.model.batch import personal, user_arrays
 from seasonrec.model.metrics import LIST_METRICS, METRICS, list_metrics, mean_metrics, rank_metrics, recall
-from seasonrec.model.replay import Catalogue, WeekItems, requests, table, user_state
+from seasonrec.model.replay import Bought, Catalogue, WeekItems, requests, table, user_state
 from seasonrec.model.train import load_model
 from seasonrec.progress import progress
 from seasonrec.serving.rules import Rules, from_columns, load_rules, purchases, rerank
@@ -67,11 +67,16 @@ class Replay:
         self.arrivals = launches(table(features, s.ITEM_PROFILE))
         self.rules: Rules = load_rules(settings.paths.resolve(settings.serving.rules_path))
         self.limit = settings.serving.candidates
+        self.repeat_limit = settings.serving.repeat_candidates
+        self.bought = Bought(features, self.catalogue.index)
         self.proposed: Counter[str] = Counter()  # items each source proposed over the whole replay
 
     @torch.no_grad()
-    def ranker_scores(self, rows: pl.DataFrame, items: WeekItems) -> np.ndarray:
-        """[len(rows), catalogue] ranker scores; the catalogue's side of the model runs once for all rows."""
+    def ranker_scores(self, rows: pl.DataFrame, items: WeekItems, own: np.ndarray) -> np.ndarray:
+        """[len(rows), catalogue] ranker scores; the catalogue's side of the model runs once for all rows.
+
+        `own` [len(rows), catalogue, personal_dim]: what each user's purchases say of each item (`batch.personal`).
+        """
         model = self.model
         users = {k: torch.from_numpy(v) for k, v in user_arrays(rows, self.vocab, model.config.history_length).items()}
         cand, q = model.candidates(self.item_vectors, torch.from_numpy(items.dense))
@@ -82,16 +87,23 @@ class Replay:
             chunk = {k: v[start : start + step] for k, v in users.items()}
             history, ages = chunk["history_ids"], chunk["history_age_hours"]
             encoded, pad, ctx = model.encode(history, ages, chunk["context"], chunk["region"])
-            scores = model.score_candidates(encoded, pad, ctx, history, ages, ids, cand, q)
+            mine = torch.from_numpy(own[start : start + step])
+            scores = model.score_candidates(encoded, pad, ctx, history, ages, ids, cand, q, mine)
             out[start : start + len(scores)] = scores.numpy()
         return out
 
-    def scores(self, rows: pl.DataFrame, items: WeekItems, ts: int, region: str) -> dict[str, np.ndarray]:
-        """Each method's scores of the whole catalogue, one row per request; unlisted items at -inf."""
+    def scores(
+        self, rows: pl.DataFrame, items: WeekItems, ts: int, region: str, bought: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Each method's scores of the whole catalogue, one row per request; unlisted items at -inf.
+
+        `bought` is `Bought.arrays` for the rows' users at this moment.
+        """
         popularity = self.baselines.global_popularity(ts)
         users = rows[s.USER_ID].to_list()
         self.baselines.prepare(ts, users)
-        out = {"ranker": self.ranker_scores(rows, items)}
+        own = personal(*(bought[c] for c in s.USER_ITEM_FEATURES), ts)
+        out = {"ranker": self.ranker_scores(rows, items, own)}
         for name in BASELINES:
             out[name] = np.stack([self.baselines.scores(name, u, ts, region, popularity) for u in users])
         return {name: np.where(items.listed, v, -np.inf) for name, v in out.items()}
@@ -100,7 +112,16 @@ class Replay:
         self, user: dict, pool: list[str], ts: int, items: WeekItems
     ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
         """The service's candidates (catalogue indices of listed items) and the sources of each."""
-        proposed = propose(pool, user.get(s.HISTORY_ITEM_IDS) or [], self.neighbours, self.arrivals, ts, self.limit)
+        proposed = propose(
+            pool,
+            user.get(s.HISTORY_ITEM_IDS) or [],
+            self.neighbours,
+            self.arrivals,
+            ts,
+            self.limit,
+            user.get(s.REPEAT_ITEM_IDS) or [],
+            self.repeat_limit,
+        )
         self.proposed.update(source for sources in proposed.sources for source in sources)
         index = self.catalogue.index
         pairs = [(index.get(i, -1), src) for i, src in zip(proposed.item_ids, proposed.sources, strict=True)]
@@ -108,9 +129,20 @@ class Replay:
         return np.array([i for i, _ in pairs], dtype=np.int64), [src for _, src in pairs]
 
     def served(
-        self, scores: np.ndarray, cand: np.ndarray, sources: list, items: WeekItems, user: dict, at, region: str
+        self,
+        scores: np.ndarray,
+        cand: np.ndarray,
+        sources: list,
+        items: WeekItems,
+        user: dict,
+        at,
+        region: str,
+        bought: dict[str, np.ndarray],
     ) -> list[int]:
-        """The top k the service would return: the candidates' scores through the rules."""
+        """The top k the service would return: the candidates' scores through the rules.
+
+        `bought`: this user's row of `Bought.arrays`.
+        """
         c = self.catalogue
         columns = {
             "item_id": [c.ids[i] for i in cand],
@@ -122,6 +154,9 @@ class Replay:
             "total_sales": _nullable(items.columns["total_sales"][cand]),
             "trend_ratio": _nullable(items.columns["trend_ratio"][cand]),
             "sources": sources,
+            "buy_days": _nullable(bought[s.ITEM_BUY_DAYS][cand]),
+            "first_buy_ts": _nullable(bought[s.ITEM_FIRST_BUY_TS][cand]),
+            "last_buy_ts": _nullable(bought[s.ITEM_LAST_BUY_TS][cand]),
         }
         ranked = rerank(from_columns(columns), self.rules, SERVED_K, at, region, purchases(user))
         # A pinned item outside the catalogue takes its place in the list but can never be a hit.
@@ -192,8 +227,10 @@ def replay_requests(replay: Replay, reqs: pl.DataFrame, start: datetime) -> list
         ts = int(at.timestamp())
         items = catalogue.week(at, region)
         pool = catalogue.pool(at, region)
-        scores = replay.scores(group, items, ts, region)
+        bought = replay.bought.arrays(group[s.USER_ID].to_list(), at)
+        scores = replay.scores(group, items, ts, region, bought)
         for i, user in enumerate(group.iter_rows(named=True)):
+            own = {k: v[i] for k, v in bought.items()}
             truth = catalogue.indices(user["truth"])
             if len(truth) == 0:
                 continue
@@ -208,7 +245,7 @@ def replay_requests(replay: Replay, reqs: pl.DataFrame, start: datetime) -> list
                     out.append(base | row)
             for method in METHODS:
                 row = scores[method][i]
-                served = replay.served(row, cand, sources, items, user, at, region) if len(cand) else []
+                served = replay.served(row, cand, sources, items, user, at, region, own) if len(cand) else []
                 for view, top, measure in (
                     ("catalogue", _top(row), partial(rank_metrics, row)),
                     ("served", served, partial(list_metrics, served)),

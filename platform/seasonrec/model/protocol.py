@@ -82,6 +82,7 @@ def train_from_settings(
             negatives=settings.train.negatives,
             seed=settings.train.seed,
             limit=settings.train.max_groups or None,
+            from_history=settings.train.history_negatives,
         )
     out = out or settings.paths.root / "checkpoints" / "ranker"
     workers = settings.train.workers if workers is None else workers
@@ -109,6 +110,7 @@ def run_protocol(
         negatives=settings.train.negatives,
         seed=protocol.seed,
         limit=settings.train.max_groups or None,
+        from_history=settings.train.history_negatives,
     )
     checkpoint = out / "checkpoint"
     fit_checkpoint(

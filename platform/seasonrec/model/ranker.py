@@ -33,6 +33,7 @@ class SeasonalRankerConfig(PretrainedConfig):
         history_length: int = 20,
         context_dim: int = 8,
         item_dense_dim: int = 6,
+        personal_dim: int = 4,
         dropout: float = 0.1,
         **kwargs,
     ):
@@ -47,6 +48,7 @@ class SeasonalRankerConfig(PretrainedConfig):
         self.history_length = history_length
         self.context_dim = context_dim
         self.item_dense_dim = item_dense_dim
+        self.personal_dim = personal_dim
         self.dropout = dropout
 
 
@@ -69,7 +71,7 @@ class SeasonalRanker(PreTrainedModel):
         )
         self.encoder = nn.TransformerEncoder(layer, config.n_layers, enable_nested_tensor=False)
         self.query = nn.Linear(d, d)
-        self.scorer = nn.Sequential(nn.Linear(4 * d + 2, 2 * d), nn.GELU(), nn.Linear(2 * d, 1))
+        self.scorer = nn.Sequential(nn.Linear(4 * d + 2 + config.personal_dim, 2 * d), nn.GELU(), nn.Linear(2 * d, 1))
         # What the model knows of every catalogue item, so history needs only ids.
         self.register_buffer("item_titles", torch.zeros(config.n_items, config.title_dim), persistent=True)
         self.register_buffer("item_categories", torch.zeros(config.n_items, dtype=torch.long), persistent=True)
@@ -135,8 +137,12 @@ class SeasonalRanker(PreTrainedModel):
         cand_ids: torch.Tensor,
         cand: torch.Tensor,
         q: torch.Tensor,
+        personal: torch.Tensor,
     ) -> torch.Tensor:
-        """Scores [B, C] from `candidates`' tensors: [B, C, d] per request, or [C, d] shared by the batch."""
+        """Scores [B, C] from `candidates`' tensors: [B, C, d] per request, or [C, d] shared by the batch.
+
+        `personal` [B, C, personal_dim] is what the user's whole purchase history says of each candidate.
+        """
         shared = cand.dim() == 2
         d = cand.shape[-1]
         logits = torch.einsum("cd,btd->bct" if shared else "bcd,btd->bct", q, encoded) / math.sqrt(d)
@@ -147,18 +153,20 @@ class SeasonalRanker(PreTrainedModel):
         repeats = torch.log1p(same.sum(-1, dtype=cand.dtype))
         ages = torch.where(same, history_age_hours.unsqueeze(1), torch.full_like(same, 1e6, dtype=cand.dtype))
         recency = -torch.log1p(ages.min(-1).values.clamp(min=0)) / 14.0
-        # The scorer's first layer reads [cand, attended, ctx, cand * ctx, repeats, recency], where `attended` is
-        # the candidate's attention over the encoded history. It is applied one block of its weights at a time,
-        # which is the same sum with far less work for many candidates: the attention block is projected before
-        # the attention (weights @ (encoded @ w) = (weights @ encoded) @ w), the candidate's two blocks are one
-        # product per request, and no [B, C, 4d + 2] features are ever concatenated. Sums are taken in place:
-        # with tens of thousands of candidates a new [B, C, 2d] tensor costs more to allocate than to add.
+        # The scorer's first layer reads [cand, attended, ctx, cand * ctx, repeats, recency, personal], where
+        # `attended` is the candidate's attention over the encoded history. It is applied one block of its
+        # weights at a time, which is the same sum with far less work for many candidates: the attention block
+        # is projected before the attention (weights @ (encoded @ w) = (weights @ encoded) @ w), the
+        # candidate's two blocks are one product per request, and no [B, C, 4d + 2 + personal] features are
+        # ever concatenated. Sums are taken in place: with tens of thousands of candidates a new [B, C, 2d]
+        # tensor costs more to allocate than to add.
         first, w = self.scorer[0], self.scorer[0].weight
         hidden = weights @ (encoded @ w[:, d : 2 * d].T)
         per_request = w[:, :d].unsqueeze(0) + w[:, 3 * d : 4 * d].unsqueeze(0) * ctx.unsqueeze(1)  # [B, 2d, d]
         hidden.add_(torch.einsum("cd,bkd->bck" if shared else "bcd,bkd->bck", cand, per_request))
         hidden.add_((ctx @ w[:, 2 * d : 3 * d].T + first.bias).unsqueeze(1))
-        hidden.add_(torch.stack([repeats, recency], -1) @ w[:, 4 * d :].T)
+        own = torch.cat([torch.stack([repeats, recency], -1), personal], -1)
+        hidden.add_(own @ w[:, 4 * d :].T)
         return self.scorer[2](self.scorer[1](hidden)).squeeze(-1)
 
     def forward(
@@ -170,6 +178,7 @@ class SeasonalRanker(PreTrainedModel):
         cand_ids: torch.Tensor,
         cand_categories: torch.Tensor,
         cand_dense: torch.Tensor,
+        cand_personal: torch.Tensor,
         cand_titles: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Scores [B, C] for C candidates of each of B requests.
@@ -181,4 +190,6 @@ class SeasonalRanker(PreTrainedModel):
             cand_titles = self.item_titles[cand_ids]
         encoded, pad, ctx = self.encode(history_ids, history_age_hours, context, region)
         cand, q = self.candidates(self.item_vectors(cand_ids, cand_categories, cand_titles), cand_dense)
-        return self.score_candidates(encoded, pad, ctx, history_ids, history_age_hours, cand_ids, cand, q)
+        return self.score_candidates(
+            encoded, pad, ctx, history_ids, history_age_hours, cand_ids, cand, q, cand_personal
+        )

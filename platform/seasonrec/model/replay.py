@@ -68,6 +68,7 @@ def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
     """Each request with the user's stats and history as of its moment, and the request's context."""
     state = asof(reqs, table(features, s.USER_STATS), [s.USER_ID]).drop(s.FEATURE_TS)
     state = asof(state, table(features, s.USER_HISTORY), [s.USER_ID]).drop(s.FEATURE_TS)
+    state = asof(state, table(features, s.USER_REPEATS), [s.USER_ID]).drop(s.FEATURE_TS)
     context = seasonal_context(
         {
             s.REQUEST_TS: state[s.REQUEST_TS].to_list(),
@@ -79,6 +80,33 @@ def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
     )
     keep = ("week_sin", "week_cos", "days_to_holiday", s.HISTORY_AGE_HOURS)
     return state.with_columns(pl.Series(k, context[k]) for k in keep)
+
+
+class Bought:
+    """Each user's own purchases of each catalogue item (`user_item_stats`) as of a moment."""
+
+    def __init__(self, features: Path, catalogue_index: dict[str, int]):
+        stats = table(features, s.USER_ITEM_STATS)
+        self.stats = stats.with_columns(
+            pl.col(s.ITEM_ID).replace_strict(catalogue_index, default=-1, return_dtype=pl.Int64).alias("position")
+        ).filter(pl.col("position") >= 0)
+        self.n_items = len(catalogue_index)
+
+    def arrays(self, users: list[str], at: datetime) -> dict[str, np.ndarray]:
+        """`s.USER_ITEM_FEATURES` -> [len(users), catalogue] floats, NaN where never bought by then."""
+        rows = {u: i for i, u in enumerate(users)}
+        latest = (
+            self.stats.filter(pl.col(s.USER_ID).is_in(list(rows)) & (pl.col(s.FEATURE_TS) < at))
+            .unique([s.USER_ID, s.ITEM_ID], keep="last", maintain_order=True)
+            .with_columns(pl.col(s.USER_ID).replace_strict(rows, return_dtype=pl.Int64).alias("row"))
+        )
+        r, c = latest["row"].to_numpy(), latest["position"].to_numpy()
+        out = {}
+        for name in s.USER_ITEM_FEATURES:
+            values = np.full((len(users), self.n_items), np.nan)
+            values[r, c] = latest[name].cast(pl.Float64).to_numpy()
+            out[name] = values
+        return out
 
 
 @dataclass(frozen=True, slots=True)

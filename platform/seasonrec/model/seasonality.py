@@ -31,7 +31,7 @@ from seasonrec.model.evaluate import METHODS, Replay
 from seasonrec.model.replay import table, user_state
 from seasonrec.progress import progress
 
-PROBE_MONTHS = (1, 4, 7, 10)
+PROBE_MONTHS = (1, 4, 7, 10, 12)  # the seasons, and December: Christmas in both hemispheres
 PROBE_DAY = 15
 PROBE_USERS = 200  # per hemisphere and month
 EVERGREEN = "evergreen"
@@ -95,11 +95,13 @@ def seasonal_correctness(replay: Replay, themes: dict[str, str], year: int, seed
             season = season_of(themes, region, at.year, at.month)
             ts = int(at.timestamp())
             items, pool = catalogue.week(at, region), catalogue.pool(at, region)
-            scores = replay.scores(group, items, ts, region)
+            bought = replay.bought.arrays(group[s.USER_ID].to_list(), at)
+            scores = replay.scores(group, items, ts, region, bought)
             for i, user in enumerate(group.iter_rows(named=True)):
                 cand, sources = replay.known_candidates(user, pool, ts, items)
+                own = {k: v[i] for k, v in bought.items()}
                 for method in METHODS:
-                    served = replay.served(scores[method][i], cand, sources, items, user, at, region)
+                    served = replay.served(scores[method][i], cand, sources, items, user, at, region, own)
                     marks = [season[theme_of[j]] for j in served if j >= 0]
                     cell = acc.setdefault(hemisphere(region), {}).setdefault(f"{at.month:02d}", {})
                     cell.setdefault(method, []).append(marks)

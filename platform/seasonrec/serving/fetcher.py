@@ -46,6 +46,7 @@ ITEM_COLUMNS = (
     "item_week_demand",
     "item_age_days",
     "pool_score",
+    *s.USER_ITEM_FEATURES,
 )
 
 
@@ -151,7 +152,16 @@ class FeatureReader(OnlineReader):
     def __init__(self, settings: Settings):
         super().__init__(
             settings,
-            (s.USER_STATS, s.USER_HISTORY, s.ITEM_PROFILE, s.ITEM_DEMAND, s.REGION_ITEM_TRENDS, s.SEASONAL_POOLS),
+            (
+                s.USER_STATS,
+                s.USER_HISTORY,
+                s.USER_REPEATS,
+                s.USER_ITEM_STATS,
+                s.ITEM_PROFILE,
+                s.ITEM_DEMAND,
+                s.REGION_ITEM_TRENDS,
+                s.SEASONAL_POOLS,
+            ),
         )
         cfg = settings.serving
         self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
@@ -161,8 +171,9 @@ class FeatureReader(OnlineReader):
         self.new_arrivals = _new_arrivals(settings)
 
     def user(self, user_id: str) -> dict[str, Any]:
-        stats, history = (self._read(v, [{s.USER_ID: user_id}])[0] for v in (s.USER_STATS, s.USER_HISTORY))
-        return {**stats, **history}
+        views = (s.USER_STATS, s.USER_HISTORY, s.USER_REPEATS)
+        stats, history, repeats = (self._read(v, [{s.USER_ID: user_id}])[0] for v in views)
+        return {**stats, **history, **repeats}
 
     def pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
         """(item, seasonal score) for the region and ISO week of `at`, topped up from all regions."""
@@ -176,10 +187,16 @@ class FeatureReader(OnlineReader):
         return self.fallback_pools.get((region, week)) or self.fallback_pools.get((s.POOL_ALL_REGIONS, week), [])
 
     def candidates(self, user: dict, pool: list[str], at: datetime) -> CandidateSet:
-        """The seasonal pool, neighbours of the recent items, and new in-season arrivals."""
+        """The user's own purchases, the seasonal pool, neighbours of the recent items, and new arrivals."""
         history = user.get(s.HISTORY_ITEM_IDS) or []
-        limit = self.settings.serving.candidates
-        return propose(pool, history, self.neighbours, self.new_arrivals, at.timestamp(), limit)
+        cfg = self.settings.serving
+        repeats = user.get(s.REPEAT_ITEM_IDS) or []
+        now, limit = at.timestamp(), cfg.candidates
+        return propose(pool, history, self.neighbours, self.new_arrivals, now, limit, repeats, cfg.repeat_candidates)
+
+    def bought(self, user_id: str, item_ids: list[str]) -> list[dict[str, Any]]:
+        """The user's own purchases of each item (`user_item_stats`), in order; {} for never bought."""
+        return self._read(s.USER_ITEM_STATS, [{s.USER_ID: user_id, s.ITEM_ID: i} for i in item_ids])
 
     def item_rows(self, item_ids: list[str], region: str) -> list[dict[str, Any]]:
         """Profile and demand (cached) plus the regional trend, for each item, in order."""
@@ -212,6 +229,8 @@ class FeatureReader(OnlineReader):
             else self.candidates(user, list(pool), at)
         )
         rows = self.item_rows(proposed.item_ids, region)
+        for row, own in zip(rows, self.bought(user_id, proposed.item_ids), strict=True):
+            row.update(own)
         ts = int(at.timestamp())
         context = seasonal_context(
             {

@@ -28,10 +28,19 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Habitual(_Rule):
+    # A customer who has bought an item on at least `min_buy_days` days, on average sooner than the hiding
+    # window, re-buys it on a cycle of their own: it is hidden only until `due_fraction` of that cycle has passed.
+    min_buy_days: int = Field(3, ge=2)
+    due_fraction: float = Field(0.5, ge=0, le=1)
+
+
 class RecentlyBought(_Rule):
     # Hide what the user bought within this many days; some categories are bought again sooner or later.
     default_days: int = Field(30, ge=0)
     by_category: dict[str, int] = {}
+    # null: hide every recent purchase for the whole window, whatever the customer's own rhythm.
+    habitual: Habitual | None = Habitual()
 
 
 class Filters(_Rule):
@@ -169,7 +178,17 @@ class Candidate:
     total_sales: int | None = None
     trend_ratio: float | None = None
     sources: tuple[str, ...] = ()  # the candidate sources that proposed it
+    # The user's own purchases of the item (`user_item_stats`): days bought, first and latest (Unix time).
+    buy_days: int | None = None
+    first_buy_ts: int | None = None
+    last_buy_ts: int | None = None
     reasons: list[str] = field(default_factory=list)
+
+    def buy_interval_days(self) -> float | None:
+        """The user's average days between purchases of this item; None before a second purchase day."""
+        if not self.buy_days or self.buy_days < 2 or self.first_buy_ts is None or self.last_buy_ts is None:
+            return None
+        return (self.last_buy_ts - self.first_buy_ts) / 86_400.0 / (self.buy_days - 1)
 
 
 def purchases(user: dict) -> dict[str, int]:
@@ -206,10 +225,10 @@ def rerank(
             continue
         if c.category in rules.filters.blocked_categories:
             continue
-        bought = rules.filters.recently_bought
-        days = bought.by_category.get(c.category or "", bought.default_days)
-        if c.item_id in purchases and now - purchases[c.item_id] < days * 86_400:
+        if _recently_bought(c, rules.filters.recently_bought, purchases.get(c.item_id), now):
             continue
+        # Where it came from first: "source:repeat" says "you buy this", "source:co_purchase" "people like you".
+        c.reasons[:0] = [f"source:{source}" for source in c.sources]
         _adjust(c, rules, now, region)
         kept.append(c)
     campaigns = [camp for camp in rules.campaigns if camp.active(at, region)]
@@ -223,6 +242,24 @@ def rerank(
         ("pinned", i) for i in rules.pinned
     ]
     return _assemble(kept, pins, rules, k, now)
+
+
+def _recently_bought(c: Candidate, rule: RecentlyBought, in_history: int | None, now: float) -> bool:
+    """Is `c` hidden as bought too recently? A habitual re-buy is hidden only until it is nearly due again."""
+    last = max((t for t in (in_history, c.last_buy_ts) if t is not None), default=None)
+    if last is None:
+        return False
+    days = rule.by_category.get(c.category or "", rule.default_days)
+    since = (now - last) / 86_400.0
+    if since >= days:
+        return False
+    interval = c.buy_interval_days()
+    habit = rule.habitual
+    habitual = habit is not None and interval is not None and (c.buy_days or 0) >= habit.min_buy_days
+    if habitual and interval < days and since >= habit.due_fraction * interval:
+        c.reasons.append("repurchase_cycle")
+        return False
+    return True
 
 
 def _adjust(c: Candidate, rules: Rules, now: float, region: str) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from seasonrec import schema as s
 from seasonrec.config import Settings
-from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, dense_log
+from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, dense_log, personal
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
 from seasonrec.serving.fetcher import TitleEmbeddings
@@ -64,7 +64,15 @@ def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str
         "cand_categories": np.array([[categories.get(c, UNSEEN) for c in items[s.CATEGORY]]], dtype=np.int64),
         "cand_titles": titles[None],
         "cand_dense": np.stack([dense_log(items[c]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(np.float32),
+        "cand_personal": personal(
+            *(_floats(items.get(c), len(items[s.ITEM_ID])) for c in s.USER_ITEM_FEATURES), user[s.REQUEST_TS]
+        )[None],
     }
+
+
+def _floats(values: list | None, n: int) -> list[float]:
+    """None (never bought, or a request without the column) as NaN, which `personal` reads as never bought."""
+    return [np.nan if v is None else v for v in values] if values is not None else [np.nan] * n
 
 
 class Scorer:
@@ -116,4 +124,7 @@ def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
         "total_sales": items["total_sales"],
         "trend_ratio": items["trend_ratio"],
         "sources": items.get(s.CANDIDATE_SOURCES_COLUMN) or [()] * len(scores),
+        "buy_days": items.get(s.ITEM_BUY_DAYS),
+        "first_buy_ts": items.get(s.ITEM_FIRST_BUY_TS),
+        "last_buy_ts": items.get(s.ITEM_LAST_BUY_TS),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from seasonrec import schema as s
 from seasonrec.export.tensorrt import build_script, trtexec_command
 
-DIMS = {"history": 20, "context": 8, "title": 384, "item_dense": 6}
+DIMS = {"history": 20, "context": 8, "title": 384, "item_dense": 6, "personal": 4}
 
 
 def _shapes(command: list[str], flag: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ def _request(batch: int, candidates: int, seed: int = 0) -> dict[str, torch.Tens
         "cand_categories": torch.randint(2, 6, (batch, candidates), generator=g),
         "cand_titles": torch.randn(batch, candidates, 16, generator=g),
         "cand_dense": torch.randn(batch, candidates, CFG.item_dense_dim, generator=g),
+        "cand_personal": torch.randn(batch, candidates, CFG.personal_dim, generator=g),
     }
 
 
@@ -81,7 +82,7 @@ def test_added_items_score_as_unseen_items_did_and_known_ones_do_not_move(tmp_pa
     request = _request(1, 6)
     titles = torch.randn(2, CFG.title_dim)
     unseen = {**request, "cand_ids": torch.tensor([[UNSEEN, UNSEEN]]), "cand_titles": titles[None]}
-    unseen.update(cand_categories=request["cand_categories"][:, :2], cand_dense=request["cand_dense"][:, :2])
+    unseen.update({k: request[k][:, :2] for k in ("cand_categories", "cand_dense", "cand_personal")})
     with torch.no_grad():
         before, before_unseen = model(**request), model(**unseen)
         model.add_items(titles, torch.tensor([3, 4]))
@@ -96,7 +97,7 @@ def test_added_items_score_as_unseen_items_did_and_known_ones_do_not_move(tmp_pa
 
 
 def test_the_scorer_reads_the_candidate_its_attention_the_context_and_repeats_as_one_layer():
-    """The blockwise first layer is the MLP over [cand, attended, ctx, cand * ctx, repeats, recency]."""
+    """The blockwise first layer is the MLP over [cand, attended, ctx, cand * ctx, repeats, recency, personal]."""
     model = SeasonalRanker(CFG).eval()
     req = _request(2, 6, seed=3)
     req["cand_ids"][0, 0] = req["history_ids"][0, -1]  # one repeat, so the repeat columns are not all zero
@@ -114,7 +115,8 @@ def test_the_scorer_reads_the_candidate_its_attention_the_context_and_repeats_as
         ages = torch.where(same, req["history_age_hours"].unsqueeze(1), torch.full_like(same, 1e6, dtype=cand.dtype))
         recency = -torch.log1p(ages.min(-1).values) / 14.0
         ctx_c = ctx.unsqueeze(1).expand_as(cand)
-        features = torch.cat([cand, attended, ctx_c, cand * ctx_c, repeats[..., None], recency[..., None]], -1)
+        own = req["cand_personal"]
+        features = torch.cat([cand, attended, ctx_c, cand * ctx_c, repeats[..., None], recency[..., None], own], -1)
         expected = model.scorer(features).squeeze(-1)
         torch.testing.assert_close(model(**req), expected, atol=1e-5, rtol=1e-5)
 
@@ -130,6 +132,14 @@ def test_candidates_shared_by_a_batch_score_as_if_each_request_had_its_own():
         vectors = model.item_vectors(shared["cand_ids"], shared["cand_categories"], shared["cand_titles"])
         cand, q = model.candidates(vectors, shared["cand_dense"])
         got = model.score_candidates(
-            encoded, pad, ctx, req["history_ids"], req["history_age_hours"], shared["cand_ids"], cand, q
+            encoded,
+            pad,
+            ctx,
+            req["history_ids"],
+            req["history_age_hours"],
+            shared["cand_ids"],
+            cand,
+            q,
+            req["cand_personal"],
         )
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -32,9 +32,21 @@ def test_numpy_encoding_equals_the_training_encoding(tmp_path):
             s.CATEGORY: "toys",
             s.TITLE_EMBEDDING: [0.1, 0.2, 0.3],
             **{c: 2.0 for c in ITEM_DENSE_COLUMNS},
+            # bought on 3 days, 40 days apart on average, the last 10 days before the request
+            s.ITEM_BUY_DAYS: 3,
+            s.ITEM_FIRST_BUY_TS: 1_733_000_000 - 90 * 86_400,
+            s.ITEM_LAST_BUY_TS: 1_733_000_000 - 10 * 86_400,
         },
         {s.ITEM_ID: "NEW", s.CATEGORY: "garden", s.TITLE_EMBEDDING: None, s.PRICE: -1.0},
-        {s.ITEM_ID: "C", s.CATEGORY: None, s.TITLE_EMBEDDING: [1.0, 0.0, 0.0], "trend_ratio": float("nan")},
+        {
+            s.ITEM_ID: "C",
+            s.CATEGORY: None,
+            s.TITLE_EMBEDDING: [1.0, 0.0, 0.0],
+            "trend_ratio": float("nan"),
+            s.ITEM_BUY_DAYS: 1,
+            s.ITEM_FIRST_BUY_TS: 1_732_000_000,
+            s.ITEM_LAST_BUY_TS: 1_732_000_000,
+        },
     ]
     titles = np.stack([title_vector(row[s.TITLE_EMBEDDING], 3) for row in items])
     columns = {column: [row.get(column) for row in items] for column in ITEM_COLUMNS}  # as the fetcher sends them
@@ -43,12 +55,18 @@ def test_numpy_encoding_equals_the_training_encoding(tmp_path):
     user_frame = pl.DataFrame([user]).with_columns(pl.col(c).cast(pl.Float64) for c in CONTEXT_COLUMNS)
     trained = user_arrays(user_frame, vocab, 4)
     item_frame = pl.DataFrame(
-        [{k: row.get(k) for k in (s.ITEM_ID, s.CATEGORY, s.TITLE_EMBEDDING, *ITEM_DENSE_COLUMNS)} for row in items],
+        [
+            {k: row.get(k) for k in (s.ITEM_ID, s.CATEGORY, s.TITLE_EMBEDDING, *ITEM_DENSE_COLUMNS, *s.USER_ITEM_FEATURES)}
+            | {s.REQUEST_TS: user[s.REQUEST_TS]}
+            for row in items
+        ],
         schema={
             s.ITEM_ID: pl.String,
             s.CATEGORY: pl.String,
             s.TITLE_EMBEDDING: pl.List(pl.Float32),
             **{c: pl.Float64 for c in ITEM_DENSE_COLUMNS},
+            **{c: pl.Int64 for c in s.USER_ITEM_FEATURES},
+            s.REQUEST_TS: pl.Int64,
         },
     )
     trained.update({k: v[None] for k, v in item_arrays(item_frame, vocab, 3).items()})
