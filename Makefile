@@ -17,7 +17,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# Exactly this version: a CPU wheel of it is on the dev machines; any other pulls GBs of CUDA.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[all,dev]'
+	# hnswlib compiles from source; -march=native would tie the build to this very CPU.
+	HNSWLIB_NO_NATIVE=1 $(BIN)/pip install -q -e '.[all,dev]'
 	# nvidia-pytriton pins numpy<2 while Feast needs numpy>=2; only its tritonserver binary is used.
 	$(BIN)/pip install -q --no-deps nvidia-pytriton==0.7.0
 	# Its Python-backend stub is built against numpy 1.x: give it a Python of its own.

@@ -6,6 +6,7 @@ from on_demand import seasonal_context
 from seasonrec import schema as s
 from views import (
     item_demand,
+    item_neighbours,
     item_profile,
     region_item_trends,
     seasonal_pools,
@@ -30,9 +31,10 @@ ranker_v1 = FeatureService(
     description="Ranker inputs, version 1.",
 )
 
-# Where candidates come from: the user's own purchases and the in-season pool for a region and week.
+# Where candidates come from: the user's own purchases, the in-season pool for a region and week, and the
+# neighbours of the user's recent items.
 candidates_v1 = FeatureService(
     name=s.CANDIDATES_SERVICE,
-    features=[user_repeats, seasonal_pools],
+    features=[user_repeats, seasonal_pools, item_neighbours],
     description="Candidate pools, version 1.",
 )

@@ -32,6 +32,8 @@ seasonal_pools_source = _parquet(s.SEASONAL_POOLS)
 user_item_stats_source = _parquet(s.USER_ITEM_STATS)
 # Each user's bought items by decayed frequency, one row per purchase day.
 user_repeats_source = _parquet(s.USER_REPEATS)
+# Co-purchase and nearest-title neighbours per item, a row whenever they change.
+item_neighbours_source = _parquet(s.ITEM_NEIGHBOURS)
 
 # Live user events: the API pushes the updated history here so it is online at once.
 user_events_push = PushSource(name=s.USER_EVENTS_PUSH, batch_source=user_history_source)

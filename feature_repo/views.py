@@ -9,6 +9,7 @@ from entities import item, region, user, week
 from seasonrec import schema as s
 from sources import (
     item_demand_source,
+    item_neighbours_source,
     item_profile_source,
     region_item_trends_source,
     seasonal_pools_source,
@@ -126,4 +127,16 @@ user_repeats = FeatureView(
         Field(name=s.REPEAT_WEIGHTS, dtype=Array(Float32), description="Purchase days, halved per half-life."),
     ],
     source=user_repeats_source,
+)
+
+# Candidate generation: items bought by the same users, and the nearest titles, of each item.
+item_neighbours = FeatureView(
+    name=s.ITEM_NEIGHBOURS,
+    entities=[item],
+    ttl=timedelta(days=3650),
+    schema=[
+        Field(name=s.CO_PURCHASE_IDS, dtype=Array(String), description="Bought by the most of its buyers, first."),
+        Field(name=s.SIMILAR_IDS, dtype=Array(String), description="Nearest titles (cosine), nearest first."),
+    ],
+    source=item_neighbours_source,
 )

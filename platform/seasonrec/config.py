@@ -85,6 +85,8 @@ class FeaturesConfig(_Model):
     # weight in days (a purchase this many days old counts half as much as one today).
     repeat_size: int = Field(150, gt=0)
     repeat_half_life_days: float = Field(90.0, gt=0)
+    # The item neighbour table is recomputed every this many weeks of the log (a row only where it changed).
+    neighbours_every_weeks: int = Field(4, gt=0)
 
 
 class FeastConfig(_Model):

@@ -68,6 +68,7 @@ SEASONAL_CONTEXT = "seasonal_context"
 USER_EVENTS_PUSH = "user_events_push"
 USER_ITEM_STATS = "user_item_stats"
 USER_REPEATS = "user_repeats"
+ITEM_NEIGHBOURS = "item_neighbours"
 OFFLINE_TABLES = (
     USER_STATS,
     USER_HISTORY,
@@ -77,6 +78,7 @@ OFFLINE_TABLES = (
     SEASONAL_POOLS,
     USER_ITEM_STATS,
     USER_REPEATS,
+    ITEM_NEIGHBOURS,
 )
 
 # --- Feast: feature names per view -------------------------------------------
@@ -112,6 +114,10 @@ USER_ITEM_FEATURES = (ITEM_BUY_DAYS, ITEM_FIRST_BUY_TS, ITEM_LAST_BUY_TS)
 REPEAT_ITEM_IDS = "repeat_item_ids"
 REPEAT_WEIGHTS = "repeat_weights"
 USER_REPEATS_FEATURES = (REPEAT_ITEM_IDS, REPEAT_WEIGHTS)
+# Per item: the items bought by the same users, and the nearest titles (an ANN index over the embeddings).
+CO_PURCHASE_IDS = "co_purchase_ids"
+SIMILAR_IDS = "similar_ids"
+ITEM_NEIGHBOURS_FEATURES = (CO_PURCHASE_IDS, SIMILAR_IDS)
 
 # Request-time inputs of the on-demand view, and what it derives.
 REQUEST_TS = "request_ts"
@@ -132,7 +138,8 @@ SOURCE_REPEAT = "repeat"  # the user's own purchase history, by decayed frequenc
 SOURCE_SEASONAL_POOL = "seasonal_pool"  # the region's pool for the ISO week, topped up from all regions
 SOURCE_CO_PURCHASE = "co_purchase"  # bought by the same users as the user's recent items
 SOURCE_NEW_ARRIVAL = "new_arrival"  # launched in the last weeks
-CANDIDATE_SOURCES = (SOURCE_REPEAT, SOURCE_SEASONAL_POOL, SOURCE_CO_PURCHASE, SOURCE_NEW_ARRIVAL)
+SOURCE_SIMILAR = "similar_title"  # nearest titles to the user's recent items: new launches have one
+CANDIDATE_SOURCES = (SOURCE_REPEAT, SOURCE_SEASONAL_POOL, SOURCE_CO_PURCHASE, SOURCE_SIMILAR, SOURCE_NEW_ARRIVAL)
 CANDIDATE_SOURCES_COLUMN = "sources"
 
 # --- Feast: feature services -------------------------------------------------

@@ -46,10 +46,34 @@ def merge_pools(rows: Iterable[Mapping]) -> list[tuple[str, float]]:
     return list(merged.items())
 
 
-def co_purchased(history: Sequence[str], neighbours: Mapping[str, Sequence[str]]) -> list[str]:
+def recent_items(history: Sequence[str]) -> list[str]:
+    """The user's latest distinct items, latest first: the ones whose neighbours are proposed."""
+    return list(dict.fromkeys(reversed(list(history))))[:RECENT_ITEMS]
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbours:
+    """Per item (`item_neighbours`): items bought by the same users, and the nearest titles."""
+
+    co_purchase: Mapping[str, Sequence[str]]
+    similar: Mapping[str, Sequence[str]]
+
+    @classmethod
+    def from_rows(cls, item_ids: Sequence[str], rows: Iterable[Mapping]) -> Neighbours:
+        """From one `item_neighbours` row per item (an empty row for an item the store lacks)."""
+        rows = list(rows)
+        return cls(
+            {i: r.get(s.CO_PURCHASE_IDS) or () for i, r in zip(item_ids, rows, strict=True)},
+            {i: r.get(s.SIMILAR_IDS) or () for i, r in zip(item_ids, rows, strict=True)},
+        )
+
+
+NO_NEIGHBOURS = Neighbours({}, {})
+
+
+def neighbours_of(history: Sequence[str], table: Mapping[str, Sequence[str]]) -> list[str]:
     """Neighbours of the user's latest items, the latest item's first."""
-    recent = list(history)[-RECENT_ITEMS:]
-    return list(dict.fromkeys(n for item in reversed(recent) for n in neighbours.get(item, ())))
+    return list(dict.fromkeys(n for item in recent_items(history) for n in table.get(item, ())))
 
 
 class Launches:
@@ -81,11 +105,14 @@ def gather(proposals: Mapping[str, Sequence[str]], limit: int, first: Mapping[st
     personal neighbours or new arrivals.
     """
     found: dict[str, set[str]] = {}
-    for name, quota in (first or {}).items():
+    first = first or {}
+    for name, quota in first.items():
         for item in list(proposals.get(name, ()))[:quota]:
             if item not in found and len(found) < limit:
                 found[item] = {name}
-    for turn in zip_longest(*(proposals[name] for name in proposals)):
+    # A source with a head start takes its turns from where its head ended.
+    rest = {name: list(items)[first.get(name, 0) :] for name, items in proposals.items()}
+    for turn in zip_longest(*rest.values()):
         for name, item in zip(proposals, turn, strict=True):
             if item is None:
                 continue
@@ -99,7 +126,7 @@ def gather(proposals: Mapping[str, Sequence[str]], limit: int, first: Mapping[st
 def propose(
     pool: Sequence[str],
     history: Sequence[str],
-    neighbours: Mapping[str, Sequence[str]],
+    neighbours: Neighbours,
     arrivals: Launches,
     now: float,
     limit: int,
@@ -114,27 +141,11 @@ def propose(
     proposals = {
         s.SOURCE_REPEAT: list(repeats),
         s.SOURCE_SEASONAL_POOL: list(pool),
-        s.SOURCE_CO_PURCHASE: co_purchased(history, neighbours),
+        s.SOURCE_CO_PURCHASE: neighbours_of(history, neighbours.co_purchase),
+        s.SOURCE_SIMILAR: neighbours_of(history, neighbours.similar),
         s.SOURCE_NEW_ARRIVAL: fresh_arrivals(arrivals, now),
     }
     return gather(proposals, limit, first={s.SOURCE_REPEAT: repeat_limit})
-
-
-def co_purchase_neighbours(purchases: pl.LazyFrame) -> dict[str, tuple[str, ...]]:
-    """Items most often bought by the same users, per item (`purchases`: user and item columns)."""
-    buys = purchases.select(s.USER_ID, s.ITEM_ID).unique()
-    other = f"{s.ITEM_ID}_other"
-    pairs = (
-        buys.join(buys, on=s.USER_ID, suffix="_other")
-        .filter(pl.col(s.ITEM_ID) != pl.col(other))
-        .group_by(s.ITEM_ID, other)
-        .len()
-        .sort([s.ITEM_ID, "len", other], descending=[False, True, False])
-        .group_by(s.ITEM_ID, maintain_order=True)
-        .agg(pl.col(other).head(NEIGHBOURS_PER_ITEM))
-        .collect()
-    )
-    return {item: tuple(others) for item, others in pairs.rows()}
 
 
 def launches(profiles: pl.DataFrame) -> Launches:

@@ -15,6 +15,8 @@ from pathlib import Path
 import polars as pl
 
 from seasonrec import schema as s
+from seasonrec.candidates import neighbours
+from seasonrec.candidates.sources import NEIGHBOURS_PER_ITEM
 from seasonrec.config import FeaturesConfig
 from seasonrec.data.validate import find_table, require_columns, scan_table
 from seasonrec.features import tables
@@ -59,6 +61,13 @@ def build_features(data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfi
         ),
         s.USER_ITEM_STATS: lambda: tables.user_item_stats(events),
         s.USER_REPEATS: lambda: tables.user_repeats(events, cfg.repeat_size, cfg.repeat_half_life_days),
+        # After ITEM_PROFILE: its titles' neighbours are searched among the items launched by each cut.
+        s.ITEM_NEIGHBOURS: lambda: neighbours.item_neighbours(
+            events,
+            pl.read_parquet(out_dir / f"{s.ITEM_PROFILE}.parquet"),
+            cfg.neighbours_every_weeks,
+            NEIGHBOURS_PER_ITEM,
+        ).lazy(),
     }
     rows = {}
     for name, plan in progress(plans.items(), description="building feature tables", total=len(plans)):

@@ -1,9 +1,11 @@
 """Ray Train: the same loop as `train.fit`, on N workers with DDP.
 
-gloo on CPU, nccl and bf16 autocast on GPU. Each worker reads its own Ray Data
-shard of the training groups (one row per group, so a group is never split).
-Every epoch reports metrics and a checkpoint; after a worker failure Ray
-restarts the run from the last checkpoint (`FailureConfig`).
+gloo on CPU, nccl and bf16 autocast on GPU. The training groups go to every
+worker once through the object store; each epoch every worker draws the same
+permutation as the single-device run and takes its share of each global batch
+(`shuffled_batches`), so N workers take the same steps, on the same batches,
+as one device. Every epoch reports metrics and a checkpoint; after a worker
+failure Ray restarts the run from the last checkpoint (`FailureConfig`).
 """
 
 from __future__ import annotations
@@ -15,22 +17,25 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from seasonrec.model.batch import Vocab
 from seasonrec.model.ranker import SeasonalRanker
-from seasonrec.model.train import HISTORY_FILE, TrainOptions, fit, prepare, save_checkpoint
+from seasonrec.model.train import HISTORY_FILE, TrainOptions, fit, prepare, save_checkpoint, shuffled_batches
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.json"
 
 
 def _worker_loop(config: dict) -> None:
+    import ray
     import ray.train
     import ray.train.torch
 
     options = TrainOptions(**config["options"])
+    context = ray.train.get_context()
+    rank, workers = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(options.seed)
     vocab = Vocab.load(Path(config["init"]) / "vocab.json")
     model = SeasonalRanker.from_pretrained(config["init"])
     start_epoch = 0
@@ -42,12 +47,10 @@ def _worker_loop(config: dict) -> None:
             start_epoch = json.loads((Path(folder) / STATE_FILE).read_text())["epoch"] + 1
     device = ray.train.torch.get_device()
     model = ray.train.torch.prepare_model(model)
-    shard = ray.train.get_dataset_shard("train")
-    val = {k: np.asarray(v) for k, v in config["val"].items()}
-    rank = ray.train.get_context().get_world_rank()
-
-    def batches(epoch: int):
-        return shard.iter_batches(batch_size=options.batch_size, batch_format="numpy", local_shuffle_buffer_size=2048)
+    # Hidden ids and dropout differ between workers, as they differ between the groups of one device's batch.
+    torch.manual_seed(options.seed + rank)
+    data = ray.get(config["data"])
+    batches = shuffled_batches(data["train"], options.batch_size, options.seed, rank=rank, workers=workers)
 
     def report(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
         with tempfile.TemporaryDirectory() as folder:
@@ -61,7 +64,7 @@ def _worker_loop(config: dict) -> None:
                 raise RuntimeError(f"injected worker failure after epoch {epoch}")
 
     autocast = torch.bfloat16 if device.type == "cuda" else None
-    fit(model, batches, val, options, device, report, autocast=autocast, start_epoch=start_epoch)
+    fit(model, batches, data["val"], options, device, report, autocast=autocast, start_epoch=start_epoch)
 
 
 def train_distributed(
@@ -90,19 +93,18 @@ def train_distributed(
     if not ray.is_initialized():
         # Inside `ray job submit`, RAY_ADDRESS points at the cluster; alone, start a local one.
         ray.init(**({} if os.environ.get("RAY_ADDRESS") else {"include_dashboard": False, "log_to_driver": False}))
-    n_train = len(train_arrays["region"])
-    dataset = ray.data.from_items([{k: v[i] for k, v in train_arrays.items()} for i in range(n_train)])
+    # Once into the object store, read in place by the workers of a node; also what a restarted worker reads.
+    data = ray.put({"train": train_arrays, "val": val_arrays})
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
             "options": asdict(options),
             "init": str(init_dir.resolve()),
-            "val": val_arrays,
+            "data": data,
             "fail_at_epoch": fail_at_epoch,
         },
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu),
-        datasets={"train": dataset},
         run_config=RunConfig(
             name=out.name,
             storage_path=str((storage or out.parent / ".ray_results").resolve()),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
@@ -26,14 +26,14 @@ import polars as pl
 import torch
 
 from seasonrec import schema as s
-from seasonrec.candidates.sources import co_purchase_neighbours, launches, propose
+from seasonrec.candidates.sources import launches, propose
 from seasonrec.config import Settings
 from seasonrec.data.validate import find_table, scan_table
 from seasonrec.errors import SeasonrecError
 from seasonrec.model.baselines import BASELINES, Baselines
 from seasonrec.model.batch import personal, user_arrays
 from seasonrec.model.metrics import LIST_METRICS, METRICS, list_metrics, mean_metrics, rank_metrics, recall
-from seasonrec.model.replay import Bought, Catalogue, WeekItems, requests, table, user_state
+from seasonrec.model.replay import Bought, Catalogue, NeighbourTable, WeekItems, requests, table, user_state
 from seasonrec.model.train import load_model
 from seasonrec.progress import progress
 from seasonrec.serving.rules import Rules, from_columns, load_rules, purchases, rerank
@@ -62,8 +62,7 @@ class Replay:
         with torch.no_grad():
             self.item_vectors = self.model.item_vectors(self.item_ids, static["cand_categories"], static["cand_titles"])
         self.baselines = Baselines(purchases, self.catalogue.ids, cooccurrence_until=start)
-        # The service computes its neighbours from the log when a replica starts: here, the log before the test.
-        self.neighbours = co_purchase_neighbours(purchases.lazy().filter(pl.col(s.EVENT_TS) < start))
+        self.neighbours = NeighbourTable(features)
         self.arrivals = launches(table(features, s.ITEM_PROFILE))
         self.rules: Rules = load_rules(settings.paths.resolve(settings.serving.rules_path))
         self.limit = settings.serving.candidates
@@ -115,7 +114,7 @@ class Replay:
         proposed = propose(
             pool,
             user.get(s.HISTORY_ITEM_IDS) or [],
-            self.neighbours,
+            self.neighbours.at(datetime.fromtimestamp(ts, UTC)),
             self.arrivals,
             ts,
             self.limit,

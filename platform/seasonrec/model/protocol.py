@@ -56,7 +56,7 @@ def fit_checkpoint(
 ) -> dict:
     """Train in-process (workers == 0) or with Ray Train on `workers` workers."""
     if workers == 0:
-        return train(settings, training_set, out, options, init_from=init_from, val_weeks=val_weeks)
+        return train(settings, training_set, out, options, init_from=init_from, val_weeks=val_weeks, gpu=gpu)
     from seasonrec.model.distributed import train_distributed
 
     return train_distributed(

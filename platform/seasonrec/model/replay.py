@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 
 from seasonrec import schema as s
-from seasonrec.candidates.sources import merge_pools
+from seasonrec.candidates.sources import Neighbours, merge_pools
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
 from seasonrec.model.batch import ITEM_DENSE_COLUMNS, Vocab, dense_log
@@ -80,6 +80,27 @@ def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
     )
     keep = ("week_sin", "week_cos", "days_to_holiday", s.HISTORY_AGE_HOURS)
     return state.with_columns(pl.Series(k, context[k]) for k in keep)
+
+
+class NeighbourTable:
+    """`item_neighbours` as of a moment: each item's latest row stamped strictly before it."""
+
+    def __init__(self, features: Path):
+        self.rows = table(features, s.ITEM_NEIGHBOURS)
+        self.stamps = sorted(set(self.rows[s.FEATURE_TS].to_list()))
+
+    def at(self, when: datetime) -> Neighbours:
+        before = [t for t in self.stamps if t < when]
+        return self._snapshot(before[-1]) if before else Neighbours({}, {})
+
+    @lru_cache(maxsize=4)  # noqa: B019  (one table per evaluation; requests come week by week)
+    def _snapshot(self, stamp: datetime) -> Neighbours:
+        latest = self.rows.filter(pl.col(s.FEATURE_TS) <= stamp).unique(s.ITEM_ID, keep="last", maintain_order=True)
+        ids = latest[s.ITEM_ID].to_list()
+        return Neighbours(
+            dict(zip(ids, latest[s.CO_PURCHASE_IDS].to_list(), strict=True)),
+            dict(zip(ids, latest[s.SIMILAR_IDS].to_list(), strict=True)),
+        )
 
 
 class Bought:

@@ -23,7 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from seasonrec import schema as s
 from seasonrec.errors import SeasonrecError
-from seasonrec.model.batch import CONTEXT_DIM, ITEM_DENSE_COLUMNS, Vocab, catalogue_tables
+from seasonrec.model.batch import CONTEXT_DIM, ITEM_DENSE_COLUMNS, PERSONAL_COLUMNS, Vocab, catalogue_tables
 from seasonrec.model.data import Arrays
 from seasonrec.model.ranker import UNSEEN, SeasonalRanker, SeasonalRankerConfig
 
@@ -53,6 +53,7 @@ def new_model(vocab: Vocab, profiles: pl.DataFrame, history_length: int, title_d
         history_length=history_length,
         context_dim=CONTEXT_DIM,
         item_dense_dim=len(ITEM_DENSE_COLUMNS),
+        personal_dim=len(PERSONAL_COLUMNS),
     )
     model = SeasonalRanker(config)
     titles, categories = catalogue_tables(vocab, profiles, title_dim)
@@ -103,17 +104,36 @@ def evaluate_groups(model: torch.nn.Module, arrays: Arrays, device: torch.device
         target = torch.zeros(scores.shape[0], dtype=torch.long, device=device)
         losses.append(F.cross_entropy(scores, target, reduction="sum").item())
         hits.append((scores.argmax(-1) == 0).sum().item())
-    return {"val_loss": sum(losses) / n, "val_top1": sum(hits) / n}
+    metrics = {"val_loss": sum(losses) / n, "val_top1": sum(hits) / n}
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Early stopping compares these figures: a last-bit difference between workers would stop one worker
+        # and leave the others waiting in DDP forever, so every worker takes rank 0's.
+        agreed = torch.tensor(list(metrics.values()), dtype=torch.float64, device=device)
+        torch.distributed.broadcast(agreed, src=0)
+        metrics = dict(zip(metrics, agreed.tolist(), strict=True))
+    return metrics
 
 
-def shuffled_batches(arrays: Arrays, batch_size: int, seed: int) -> Callable[[int], Iterable[Arrays]]:
-    """Batches for one epoch on one device: a fresh permutation of the groups each epoch."""
+def shuffled_batches(
+    arrays: Arrays, batch_size: int, seed: int, rank: int = 0, workers: int = 1
+) -> Callable[[int], Iterable[Arrays]]:
+    """Batches for one epoch: a fresh permutation of the groups each epoch, cut into `batch_size` global batches.
+
+    With `workers` > 1 this worker takes every `workers`-th group of each global batch, so together the workers
+    step through exactly the single-device batches: same groups, same global batch, same number of steps.
+    """
     n = len(arrays["region"])
+    # Every worker needs at least one group per step, or DDP's collectives wait forever.
+    batch_size = max(batch_size, workers)
 
     def epoch_batches(epoch: int) -> Iterator[Arrays]:
         order = np.random.default_rng([seed, epoch]).permutation(n)
         for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
+            batch = order[start : start + batch_size]
+            # A last batch smaller than the worker count is dropped on every worker alike.
+            if len(batch) < workers:
+                break
+            index = batch[rank::workers]
             yield {k: v[index] for k, v in arrays.items()}
 
     return epoch_batches
@@ -154,6 +174,11 @@ def fit(
             total += loss.item() * n_groups
             seen += n_groups
         seconds = time.perf_counter() - started
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Each worker saw only its share of the epoch's groups; report the whole epoch.
+            summed = torch.tensor([total, seen], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(summed)
+            total, seen = summed.tolist()
         metrics = {
             "epoch": epoch,
             "train_loss": total / seen,
@@ -238,11 +263,15 @@ def train(
     options: TrainOptions,
     init_from: Path | None = None,
     val_weeks: int = 4,
+    gpu: bool = False,
 ) -> dict:
-    """Train on one device (no Ray); keep the checkpoint of the best validation epoch in `out`."""
+    """Train on one device (no Ray), the GPU with bf16 autocast if `gpu`; keep the best validation epoch in `out`."""
+    # Before `prepare`, which reads the whole training set: a missing GPU should fail at once.
+    if gpu and not torch.cuda.is_available():
+        raise SeasonrecError("--gpu: no CUDA device is visible")
     torch.manual_seed(options.seed)
     model, vocab, train_arrays, val_arrays, times = prepare(settings, training_set, init_from, val_weeks)
-    device = torch.device("cpu")
+    device = torch.device("cuda" if gpu else "cpu")
     best = {"val_loss": math.inf}
 
     def keep_best(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
@@ -251,6 +280,7 @@ def train(
             save_checkpoint(current, vocab, Path(out), [], options)
 
     batches = shuffled_batches(train_arrays, options.batch_size, options.seed)
-    history = fit(model.to(device), batches, val_arrays, options, device, keep_best)
+    autocast = torch.bfloat16 if gpu else None
+    history = fit(model.to(device), batches, val_arrays, options, device, keep_best, autocast=autocast)
     (Path(out) / HISTORY_FILE).write_text(json.dumps({"options": asdict(options), "epochs": history}, indent=2))
     return {"checkpoint": str(out), "groups": len(times), "best": best, "epochs_run": len(history)}

@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from seasonrec import schema as s
-from seasonrec.candidates.sources import CandidateSet, Launches, co_purchase_neighbours, launches, merge_pools, propose
+from seasonrec.candidates.sources import (
+    CandidateSet,
+    Launches,
+    Neighbours,
+    launches,
+    merge_pools,
+    propose,
+    recent_items,
+)
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
@@ -161,12 +169,13 @@ class FeatureReader(OnlineReader):
                 s.ITEM_DEMAND,
                 s.REGION_ITEM_TRENDS,
                 s.SEASONAL_POOLS,
+                s.ITEM_NEIGHBOURS,
             ),
         )
         cfg = settings.serving
         self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.trends = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
-        self.neighbours = _neighbours(settings)
+        self.neighbours = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.fallback_pools = _offline_pools(settings)
         self.new_arrivals = _new_arrivals(settings)
 
@@ -192,7 +201,18 @@ class FeatureReader(OnlineReader):
         cfg = self.settings.serving
         repeats = user.get(s.REPEAT_ITEM_IDS) or []
         now, limit = at.timestamp(), cfg.candidates
-        return propose(pool, history, self.neighbours, self.new_arrivals, now, limit, repeats, cfg.repeat_candidates)
+        neighbours = self.neighbours_of(recent_items(history))
+        return propose(pool, history, neighbours, self.new_arrivals, now, limit, repeats, cfg.repeat_candidates)
+
+    def neighbours_of(self, item_ids: list[str]) -> Neighbours:
+        """The `item_neighbours` rows of these items, cached: they change only when materialized."""
+        missing = [i for i in item_ids if self.neighbours.get(i) is None]
+        if missing:
+            for item, row in zip(
+                missing, self._read(s.ITEM_NEIGHBOURS, [{s.ITEM_ID: i} for i in missing]), strict=True
+            ):
+                self.neighbours.put(item, row)
+        return Neighbours.from_rows(item_ids, (self.neighbours.get(i) or {} for i in item_ids))
 
     def bought(self, user_id: str, item_ids: list[str]) -> list[dict[str, Any]]:
         """The user's own purchases of each item (`user_item_stats`), in order; {} for never bought."""
@@ -302,16 +322,6 @@ def _offline_pools(settings: Settings) -> dict[tuple[str, int], list[tuple[str, 
         (r, w): list(zip(items, scores, strict=True))
         for r, w, items, scores in latest.select(s.REGION, s.WEEK_OF_YEAR, s.POOL_ITEM_IDS, s.POOL_SCORES).rows()
     }
-
-
-def _neighbours(settings: Settings) -> dict[str, tuple[str, ...]]:
-    """Co-purchase neighbours from every purchase in the canonical events."""
-    import polars as pl
-
-    path = settings.paths.canonical / f"{s.EVENTS_TABLE}.parquet"
-    if not path.is_file():
-        return {}
-    return co_purchase_neighbours(pl.scan_parquet(path).filter(pl.col(s.EVENT_TYPE) == "purchase"))
 
 
 def _new_arrivals(settings: Settings) -> Launches:

@@ -159,7 +159,7 @@ def test_a_candidate_source_that_proposed_nothing_is_named(caplog):
     from seasonrec import schema as s
     from seasonrec.model.evaluate import silent_sources
 
-    proposed = Counter({s.SOURCE_REPEAT: 12, s.SOURCE_SEASONAL_POOL: 40, s.SOURCE_CO_PURCHASE: 3})
+    proposed = Counter({s.SOURCE_REPEAT: 12, s.SOURCE_SEASONAL_POOL: 40, s.SOURCE_CO_PURCHASE: 3, s.SOURCE_SIMILAR: 5})
     assert silent_sources(proposed) == [s.SOURCE_NEW_ARRIVAL]
     assert f"'{s.SOURCE_NEW_ARRIVAL}' proposed nothing" in caplog.text
 

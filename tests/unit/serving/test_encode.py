@@ -56,7 +56,10 @@ def test_numpy_encoding_equals_the_training_encoding(tmp_path):
     trained = user_arrays(user_frame, vocab, 4)
     item_frame = pl.DataFrame(
         [
-            {k: row.get(k) for k in (s.ITEM_ID, s.CATEGORY, s.TITLE_EMBEDDING, *ITEM_DENSE_COLUMNS, *s.USER_ITEM_FEATURES)}
+            {
+                k: row.get(k)
+                for k in (s.ITEM_ID, s.CATEGORY, s.TITLE_EMBEDDING, *ITEM_DENSE_COLUMNS, *s.USER_ITEM_FEATURES)
+            }
             | {s.REQUEST_TS: user[s.REQUEST_TS]}
             for row in items
         ],
