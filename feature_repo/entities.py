@@ -15,3 +15,8 @@ region = Entity(name="region", join_keys=[s.REGION], value_type=ValueType.STRING
 
 # ISO week of the year (1-53): the season a candidate pool is for.
 week = Entity(name="week", join_keys=[s.WEEK_OF_YEAR], value_type=ValueType.INT64, description="ISO week of year.")
+
+# Where weather seasons flip: "north" or "south" of a shopper's country (seasonrec.data.calendar).
+hemisphere = Entity(
+    name="hemisphere", join_keys=[s.HEMISPHERE], value_type=ValueType.STRING, description="north or south."
+)

@@ -2,11 +2,11 @@
 
 from feast import Field
 from feast.on_demand_feature_view import on_demand_feature_view
-from feast.types import Array, Float64, Int64
+from feast.types import Array, Float64, Int64, String
 
 from seasonrec import schema as s
 from sources import request_context
-from views import item_demand, item_profile, user_history
+from views import hemisphere_item_demand, item_demand, item_profile, region_item_demand, user_history
 
 
 # Where in the year and in the holiday calendar a request falls, for this item and user.
@@ -14,7 +14,14 @@ from views import item_demand, item_profile, user_history
     name=s.SEASONAL_CONTEXT,
     # Of the item profile only the launch time: its title (384 floats) is no input here, and a whole-view
     # source would make Feast join it onto every training row.
-    sources=[request_context, item_demand, item_profile[[s.LAUNCH_TS]], user_history],
+    sources=[
+        request_context,
+        item_demand,
+        region_item_demand,
+        hemisphere_item_demand,
+        item_profile[[s.LAUNCH_TS]],
+        user_history,
+    ],
     # No descriptions here: Feast compares them when it checks the schema against the function's output.
     schema=[
         Field(name="week_sin", dtype=Float64),  # sin of the week-of-year angle.
@@ -22,6 +29,7 @@ from views import item_demand, item_profile, user_history
         Field(name="days_to_holiday", dtype=Int64),  # Days to the next holiday in the request's region.
         Field(name="item_week_demand", dtype=Float64),  # Item's demand this ISO week; 1.0 is an average week.
         Field(name="item_age_days", dtype=Float64),  # Days since the item launched.
+        Field(name=s.DEMAND_LEVEL, dtype=String),  # region, hemisphere or global: the profile demand rests on.
         Field(name=s.HISTORY_AGE_HOURS, dtype=Array(Float64)),  # Hours since each history event.
     ],
     mode="python",

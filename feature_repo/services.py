@@ -5,9 +5,11 @@ from feast import FeatureService
 from on_demand import seasonal_context
 from seasonrec import schema as s
 from views import (
+    hemisphere_item_demand,
     item_demand,
     item_neighbours,
     item_profile,
+    region_item_demand,
     region_item_trends,
     seasonal_pools,
     user_history,
@@ -25,6 +27,8 @@ ranker_v1 = FeatureService(
         user_item_stats,
         item_profile,
         item_demand,
+        region_item_demand,
+        hemisphere_item_demand,
         region_item_trends,
         seasonal_context,
     ],

@@ -5,12 +5,14 @@ from datetime import timedelta
 from feast import FeatureView, Field
 from feast.types import Array, Float32, Float64, Int64, String
 
-from entities import item, region, user, week
+from entities import hemisphere, item, region, user, week
 from seasonrec import schema as s
 from sources import (
+    hemisphere_item_demand_source,
     item_demand_source,
     item_neighbours_source,
     item_profile_source,
+    region_item_demand_source,
     region_item_trends_source,
     seasonal_pools_source,
     user_events_push,
@@ -74,9 +76,33 @@ item_demand = FeatureView(
     ttl=TTL,
     schema=[
         Field(name=s.DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of units in ISO week w at index w-1."),
-        Field(name="total_sales", dtype=Int64, description="Units sold so far."),
+        Field(name=s.TOTAL_SALES, dtype=Int64, description="Units sold so far."),
     ],
     source=item_demand_source,
+)
+
+# The same, from one region's sales: seasons are regional (the on-demand view shrinks it to the hemisphere's).
+region_item_demand = FeatureView(
+    name=s.REGION_ITEM_DEMAND,
+    entities=[region, item],
+    ttl=TTL,
+    schema=[
+        Field(name=s.REGION_DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of the region's units by week."),
+        Field(name=s.REGION_SALES, dtype=Int64, description="Units sold in the region so far."),
+    ],
+    source=region_item_demand_source,
+)
+
+# The same, from one hemisphere's sales: the prior of its regions, and what a region new to an item gets.
+hemisphere_item_demand = FeatureView(
+    name=s.HEMISPHERE_ITEM_DEMAND,
+    entities=[hemisphere, item],
+    ttl=TTL,
+    schema=[
+        Field(name=s.HEMISPHERE_DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of its units by week."),
+        Field(name=s.HEMISPHERE_SALES, dtype=Int64, description="Units sold in the hemisphere so far."),
+    ],
+    source=hemisphere_item_demand_source,
 )
 
 # Spatio-temporal popularity: is this product rising in this region right now?

@@ -54,6 +54,7 @@ THEME = "theme"
 
 # --- Feast: entities and their join keys -------------------------------------
 WEEK_OF_YEAR = "week_of_year"
+HEMISPHERE = "hemisphere"  # "north" or "south" (data.calendar.hemisphere): where weather seasons flip
 FEATURE_TS = "event_timestamp"
 POOL_ALL_REGIONS = "ALL"
 
@@ -69,6 +70,8 @@ USER_EVENTS_PUSH = "user_events_push"
 USER_ITEM_STATS = "user_item_stats"
 USER_REPEATS = "user_repeats"
 ITEM_NEIGHBOURS = "item_neighbours"
+REGION_ITEM_DEMAND = "region_item_demand"
+HEMISPHERE_ITEM_DEMAND = "hemisphere_item_demand"
 OFFLINE_TABLES = (
     USER_STATS,
     USER_HISTORY,
@@ -79,6 +82,8 @@ OFFLINE_TABLES = (
     USER_ITEM_STATS,
     USER_REPEATS,
     ITEM_NEIGHBOURS,
+    REGION_ITEM_DEMAND,
+    HEMISPHERE_ITEM_DEMAND,
 )
 
 # --- Feast: feature names per view -------------------------------------------
@@ -99,7 +104,19 @@ USER_HISTORY_FEATURES = (HISTORY_ITEM_IDS, HISTORY_TS, HISTORY_EVENT_TYPES)
 TITLE_EMBEDDING = "title_embedding"
 ITEM_PROFILE_FEATURES = (CATEGORY, PRICE, LAUNCH_TS, STOCK, TITLE_EMBEDDING)
 DEMAND_BY_WEEK = "demand_by_week"
-ITEM_DEMAND_FEATURES = (DEMAND_BY_WEEK, "total_sales")
+TOTAL_SALES = "total_sales"
+ITEM_DEMAND_FEATURES = (DEMAND_BY_WEEK, TOTAL_SALES)
+# The same week-of-year profile per region and per hemisphere: seasonality is regional (features.context
+# shrinks the region's towards its hemisphere's and the hemisphere's towards the global one).
+REGION_DEMAND_BY_WEEK = "region_demand_by_week"
+REGION_SALES = "region_sales"
+HEMISPHERE_DEMAND_BY_WEEK = "hemisphere_demand_by_week"
+HEMISPHERE_SALES = "hemisphere_sales"
+REGION_ITEM_DEMAND_FEATURES = (REGION_DEMAND_BY_WEEK, REGION_SALES)
+HEMISPHERE_ITEM_DEMAND_FEATURES = (HEMISPHERE_DEMAND_BY_WEEK, HEMISPHERE_SALES)
+# Which profile an item's weekly demand rests on: the region's own, its hemisphere's, or all regions'.
+DEMAND_LEVEL = "demand_level"
+DEMAND_LEVELS = ("region", "hemisphere", "global")
 REGION_ITEM_FEATURES = ("sales_7d", "sales_28d", "trend_ratio")
 POOL_ITEM_IDS = "pool_item_ids"
 POOL_SCORES = "pool_scores"
@@ -127,6 +144,7 @@ SEASONAL_CONTEXT_FEATURES = (
     "days_to_holiday",
     "item_week_demand",
     "item_age_days",
+    DEMAND_LEVEL,
 )
 HISTORY_AGE_HOURS = "history_age_hours"
 

@@ -15,6 +15,7 @@ from itertools import zip_longest
 import polars as pl
 
 from seasonrec import schema as s
+from seasonrec.data.calendar import hemisphere
 
 NEIGHBOURS_PER_ITEM = 10
 # Neighbours of this many of the user's latest items: older ones say less about what comes next.
@@ -37,8 +38,15 @@ class CandidateSet:
         return [item for item, found in zip(self.item_ids, self.sources, strict=True) if source in found]
 
 
+def pool_scopes(region: str) -> tuple[str, ...]:
+    """Whose seasonal pools serve `region`, first to last: its own, its hemisphere's, all regions'."""
+    if region == s.POOL_ALL_REGIONS:
+        return (region,)
+    return (region, hemisphere(region), s.POOL_ALL_REGIONS)
+
+
 def merge_pools(rows: Iterable[Mapping]) -> list[tuple[str, float]]:
-    """(item, seasonal score) from pool rows in priority order (the region's, then all regions')."""
+    """(item, seasonal score) from pool rows in priority order (`pool_scopes`)."""
     merged: dict[str, float] = {}
     for row in rows:
         for item, score in zip(row.get(s.POOL_ITEM_IDS) or [], row.get(s.POOL_SCORES) or [], strict=False):

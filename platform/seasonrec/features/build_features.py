@@ -55,6 +55,8 @@ def build_features(data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfi
         s.USER_HISTORY: lambda: tables.user_history(events, cfg.history_length),
         s.ITEM_PROFILE: lambda: tables.item_profile(items_df.lazy(), embeddings),
         s.ITEM_DEMAND: lambda: tables.item_demand(events),
+        s.REGION_ITEM_DEMAND: lambda: tables.region_item_demand(events),
+        s.HEMISPHERE_ITEM_DEMAND: lambda: tables.hemisphere_item_demand(events),
         s.REGION_ITEM_TRENDS: lambda: tables.region_item_trends(events),
         s.SEASONAL_POOLS: lambda: tables.seasonal_pools(
             events, cfg.pool_size, cfg.pool_seasonal_weight, cfg.pool_recent_weight

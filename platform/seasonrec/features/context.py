@@ -26,22 +26,70 @@ def _request_context(ts: int, region: str | None) -> tuple[int, float, float, in
     return week, math.sin(angle), math.cos(angle), days
 
 
+# Regional demand is shrunk towards the hemisphere's, and that towards all regions' (a hierarchical
+# Dirichlet-multinomial prior, the additive-smoothing form of empirical Bayes): a level with N units sold
+# weighs N / (N + PRIOR_UNITS) against the level above. A region that has sold PRIOR_UNITS of an item
+# counts half; one that has sold nothing falls back entirely. All regions' profile is itself smoothed
+# towards a flat year with GLOBAL_PRIOR_UNITS spread evenly over the weeks.
+PRIOR_UNITS = 50.0
+GLOBAL_PRIOR_UNITS = float(s.WEEKS_PER_YEAR)
+
+
+def _share(profile, units, week: int) -> tuple[float, float]:
+    """(share of units in `week`, units) of one level; (0, 0) where the level has no sales."""
+    if not profile or not units:
+        return 0.0, 0.0
+    return float(profile[week - 1]), float(units)
+
+
+def week_demand(week: int, region: tuple, hemisphere: tuple, everywhere: tuple) -> tuple[float | None, str | None]:
+    """(demand index of `week`, 1.0 = an average week; the level it rests on) from (profile, units) per level.
+
+    Calendar holidays keep their dates in both hemispheres (Christmas sells in December in Australia too)
+    while weather seasons flip: each level's profile is what its own regions bought, week by week, so both
+    hold without a rule. The level named is the lowest with at least PRIOR_UNITS units: the region's own
+    profile, its hemisphere's, or all regions'. None for an item nobody has bought yet.
+    """
+    g, n_g = _share(*everywhere, week)
+    if n_g == 0:
+        return None, None
+    h, n_h = _share(*hemisphere, week)
+    r, n_r = _share(*region, week)
+    p_g = (g * n_g + GLOBAL_PRIOR_UNITS / s.WEEKS_PER_YEAR) / (n_g + GLOBAL_PRIOR_UNITS)
+    p_h = (h * n_h + PRIOR_UNITS * p_g) / (n_h + PRIOR_UNITS)
+    p_r = (r * n_r + PRIOR_UNITS * p_h) / (n_r + PRIOR_UNITS)
+    level = next(name for name, n in zip(s.DEMAND_LEVELS, (n_r, n_h, math.inf), strict=True) if n >= PRIOR_UNITS)
+    return p_r * s.WEEKS_PER_YEAR, level
+
+
 def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
     """Columns in, columns out: one output row per input row; missing inputs give nulls."""
+    n = len(inputs[s.REQUEST_TS])
+
+    def column(name: str) -> list:
+        return inputs.get(name) or [None] * n
+
     out: dict[str, list] = {name: [] for name in (*s.SEASONAL_CONTEXT_FEATURES, s.HISTORY_AGE_HOURS)}
-    for ts, region, demand, launch, history in zip(
+    for ts, region, demand, total, r_demand, r_sales, h_demand, h_sales, launch, history in zip(
         inputs[s.REQUEST_TS],
-        inputs[s.REGION],
-        inputs[s.DEMAND_BY_WEEK],
-        inputs[s.LAUNCH_TS],
-        inputs[s.HISTORY_TS],
+        column(s.REGION),
+        column(s.DEMAND_BY_WEEK),
+        column(s.TOTAL_SALES),
+        column(s.REGION_DEMAND_BY_WEEK),
+        column(s.REGION_SALES),
+        column(s.HEMISPHERE_DEMAND_BY_WEEK),
+        column(s.HEMISPHERE_SALES),
+        column(s.LAUNCH_TS),
+        column(s.HISTORY_TS),
         strict=True,
     ):
         week, sin, cos, days = _request_context(ts, region)
         out["week_sin"].append(sin)
         out["week_cos"].append(cos)
         out["days_to_holiday"].append(days)
-        out["item_week_demand"].append(demand[week - 1] * s.WEEKS_PER_YEAR if demand else None)
+        index, level = week_demand(week, (r_demand, r_sales), (h_demand, h_sales), (demand, total))
+        out["item_week_demand"].append(index)
+        out[s.DEMAND_LEVEL].append(level)
         # Not negative: an item requested before its launch is new, not "about to sell".
         out["item_age_days"].append(max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None)
         out[s.HISTORY_AGE_HOURS].append([(ts - t) / 3600.0 for t in history] if history else [])

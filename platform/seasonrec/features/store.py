@@ -161,18 +161,18 @@ def online_features(
 
 
 def candidate_pool(settings: Settings, region: str, at: datetime | None = None, store=None) -> list[str]:
-    """The `candidates_v1` pool for a region and the ISO week of `at`, topped up from all regions.
+    """The seasonal pool for a region and the ISO week of `at`, topped up from its hemisphere's and all regions'.
 
-    A small region's pool can be short; the all-regions pool fills it up to the same size.
+    A small region's pool can be short; the wider pools fill it up to the same size.
     """
+    from seasonrec.candidates.sources import pool_scopes
+
     store = store or open_store(settings)
     week = (at or datetime.now(UTC)).isocalendar().week
-    service = store.get_feature_service(s.CANDIDATES_SERVICE)
-    rows = [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)]
-    local, everywhere = (
-        p or [] for p in store.get_online_features(features=service, entity_rows=rows).to_dict()[s.POOL_ITEM_IDS]
-    )
-    merged = list(dict.fromkeys(local + everywhere))
+    rows = [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in pool_scopes(region)]
+    found = store.get_online_features(features=[f"{s.SEASONAL_POOLS}:{s.POOL_ITEM_IDS}"], entity_rows=rows)
+    local, *wider = (p or [] for p in found.to_dict()[s.POOL_ITEM_IDS])
+    merged = list(dict.fromkeys(local + [item for pool in wider for item in pool]))
     return merged[: max(settings.features.pool_size, len(local))]
 
 

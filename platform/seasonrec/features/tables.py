@@ -19,6 +19,7 @@ from datetime import timedelta
 import polars as pl
 
 from seasonrec import schema as s
+from seasonrec.data.calendar import SOUTHERN
 
 PURCHASE = pl.col(s.EVENT_TYPE) == "purchase"
 
@@ -108,25 +109,45 @@ def _purchases(events: pl.LazyFrame) -> pl.LazyFrame:
     return events.filter(PURCHASE).select(s.USER_ID, s.ITEM_ID, s.REGION, s.EVENT_TS, s.QUANTITY)
 
 
-def item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Share of an item's units sold in each ISO week of the year, from all weeks so far."""
+def _demand(purchases: pl.LazyFrame, keys: list[str], profile: str, total: str) -> pl.LazyFrame:
+    """Per `keys`, one row per week with sales: the share of units sold in each ISO week of the year so far."""
     weekly = (
-        _purchases(events)
-        .group_by(s.ITEM_ID, _week_start(pl.col(s.EVENT_TS)).alias("week"))
+        purchases.group_by(*keys, _week_start(pl.col(s.EVENT_TS)).alias("week"))
         .agg(pl.col(s.QUANTITY).sum().alias("units"))
         .with_columns(pl.col("week").dt.week().alias("woy"))
     )
     by_week = [
-        pl.when(pl.col("woy") == w).then(pl.col("units")).otherwise(0).cum_sum().over(s.ITEM_ID, order_by="week")
+        pl.when(pl.col("woy") == w).then(pl.col("units")).otherwise(0).cum_sum().over(keys, order_by="week")
         for w in range(1, s.WEEKS_PER_YEAR + 1)
     ]
-    total = pl.col("units").cum_sum().over(s.ITEM_ID, order_by="week")
+    units = pl.col("units").cum_sum().over(keys, order_by="week")
     return weekly.select(
-        s.ITEM_ID,
+        *keys,
         (pl.col("week") + timedelta(weeks=1)).alias(s.FEATURE_TS),
-        (pl.concat_list(by_week).cast(pl.List(pl.Float32)) / total.cast(pl.Float32)).alias(s.DEMAND_BY_WEEK),
-        total.cast(pl.Int64).alias("total_sales"),
+        (pl.concat_list(by_week).cast(pl.List(pl.Float32)) / units.cast(pl.Float32)).alias(profile),
+        units.cast(pl.Int64).alias(total),
     )
+
+
+def item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Share of an item's units sold in each ISO week of the year, over all regions, from all weeks so far."""
+    return _demand(_purchases(events), [s.ITEM_ID], s.DEMAND_BY_WEEK, s.TOTAL_SALES)
+
+
+def region_item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The same profile from one region's sales: in Australia, summer lines sell in January."""
+    return _demand(_purchases(events), [s.REGION, s.ITEM_ID], s.REGION_DEMAND_BY_WEEK, s.REGION_SALES)
+
+
+def hemisphere_item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The same profile from one hemisphere's sales: the prior of its regions, and a new region's profile."""
+    purchases = _purchases(events).with_columns(hemisphere(pl.col(s.REGION)).alias(s.HEMISPHERE))
+    return _demand(purchases, [s.HEMISPHERE, s.ITEM_ID], s.HEMISPHERE_DEMAND_BY_WEEK, s.HEMISPHERE_SALES)
+
+
+def hemisphere(region: pl.Expr) -> pl.Expr:
+    """`data.calendar.hemisphere` as a polars expression."""
+    return pl.when(region.is_in(sorted(SOUTHERN))).then(pl.lit("south")).otherwise(pl.lit("north"))
 
 
 def region_item_trends(events: pl.LazyFrame) -> pl.LazyFrame:
@@ -161,7 +182,7 @@ def region_item_trends(events: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, recent_weight: float) -> pl.LazyFrame:
-    """Top in-season items per region and target week, plus an all-regions pool.
+    """Top in-season items per region and target week, plus a pool per hemisphere and one for all regions.
 
     An item's score for week W is its units in the same weeks a year earlier
     (W-53..W-51) times `seasonal_weight`, plus its units in the four weeks before
@@ -174,7 +195,19 @@ def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, rece
         .group_by(s.REGION, s.ITEM_ID, "week")
         .agg(pl.col(s.QUANTITY).sum().cast(pl.Float64).alias("units"))
     )
-    weekly = pl.concat([weekly, weekly.with_columns(pl.lit(s.POOL_ALL_REGIONS).alias(s.REGION))])
+    # Pools for each region, each hemisphere (keyed "north" and "south"), and all regions: the service tops up a
+    # region's pool from its hemisphere's, then from all, so a new region still gets its own season.
+    weekly = (
+        pl.concat(
+            [
+                weekly,
+                weekly.with_columns(hemisphere(pl.col(s.REGION)).alias(s.REGION)),
+                weekly.with_columns(pl.lit(s.POOL_ALL_REGIONS).alias(s.REGION)),
+            ]
+        )
+        .group_by(s.REGION, s.ITEM_ID, "week")
+        .agg(pl.col("units").sum())
+    )
     offsets = [(k, recent_weight) for k in range(1, 5)] + [(k, seasonal_weight) for k in (51, 52, 53)]
     contributions = pl.concat(
         [

@@ -21,6 +21,7 @@ from seasonrec.config import Settings
 from seasonrec.data.validate import find_table, scan_table
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.store import open_store
+from seasonrec.features.tables import hemisphere
 from seasonrec.progress import progress
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def label_rows(
         rows.with_columns(
             (pl.col(s.EVENT_TS) - JUST_BEFORE).alias(s.FEATURE_TS),
             pl.col(s.EVENT_TS).dt.epoch("s").alias(s.REQUEST_TS),
+            hemisphere(pl.col(s.REGION)).alias(s.HEMISPHERE),  # the key of the hemisphere's demand profile
         )
         .drop(s.EVENT_TS)
         .sort(s.FEATURE_TS, s.USER_ID, pl.col(LABEL), descending=[False, False, True])

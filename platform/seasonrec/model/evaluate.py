@@ -151,6 +151,7 @@ class Replay:
             "launch_ts": c.launch_ts[cand].tolist(),
             "demand_index": _nullable(items.columns["item_week_demand"][cand]),
             "total_sales": _nullable(items.columns["total_sales"][cand]),
+            "demand_level": items.columns[s.DEMAND_LEVEL][cand].tolist(),
             "trend_ratio": _nullable(items.columns["trend_ratio"][cand]),
             "sources": sources,
             "buy_days": _nullable(bought[s.ITEM_BUY_DAYS][cand]),
@@ -226,10 +227,10 @@ def replay_requests(replay: Replay, reqs: pl.DataFrame, start: datetime) -> list
         ts = int(at.timestamp())
         items = catalogue.week(at, region)
         pool = catalogue.pool(at, region)
-        bought = replay.bought.arrays(group[s.USER_ID].to_list(), at)
-        scores = replay.scores(group, items, ts, region, bought)
+        owned = replay.bought.arrays(group[s.USER_ID].to_list(), at)
+        scores = replay.scores(group, items, ts, region, owned)
         for i, user in enumerate(group.iter_rows(named=True)):
-            own = {k: v[i] for k, v in bought.items()}
+            own = {k: v[i] for k, v in owned.items()}
             truth = catalogue.indices(user["truth"])
             if len(truth) == 0:
                 continue

@@ -23,9 +23,10 @@ import numpy as np
 import polars as pl
 
 from seasonrec import schema as s
-from seasonrec.candidates.sources import Neighbours, merge_pools
+from seasonrec.candidates.sources import Neighbours, merge_pools, pool_scopes
+from seasonrec.data.calendar import hemisphere
 from seasonrec.errors import SeasonrecError
-from seasonrec.features.context import seasonal_context
+from seasonrec.features.context import seasonal_context, week_demand
 from seasonrec.model.batch import ITEM_DENSE_COLUMNS, Vocab, dense_log
 from seasonrec.model.ranker import PAD, UNSEEN
 
@@ -103,6 +104,11 @@ class NeighbourTable:
         )
 
 
+def _by(frame: pl.DataFrame, key: str) -> dict[str, pl.DataFrame]:
+    """A table split by the values of `key`, each part still sorted by time."""
+    return {value: part for (value,), part in frame.partition_by(key, as_dict=True).items()}
+
+
 class Bought:
     """Each user's own purchases of each catalogue item (`user_item_stats`) as of a moment."""
 
@@ -165,6 +171,8 @@ class Catalogue:
             ),
         }
         self.demand = table(features, s.ITEM_DEMAND)
+        self.region_demand = _by(table(features, s.REGION_ITEM_DEMAND), s.REGION)
+        self.hemisphere_demand = _by(table(features, s.HEMISPHERE_ITEM_DEMAND), s.HEMISPHERE)
         trends = table(features, s.REGION_ITEM_TRENDS)
         self.trends = {region: frame for (region,), frame in trends.partition_by(s.REGION, as_dict=True).items()}
         pools = table(features, s.SEASONAL_POOLS)
@@ -178,16 +186,35 @@ class Catalogue:
         """Catalogue indices of the ids the catalogue holds, in order; others are left out."""
         return np.array([self.index[i] for i in item_ids if i in self.index], dtype=np.int64)
 
+    def _profiles(self, at: datetime, frame: pl.DataFrame | None, columns: tuple[str, ...], **keys: str) -> list:
+        """(profile, units) per catalogue item of one demand level as of `at`; (None, None) where it has none."""
+        if frame is None:
+            return [(None, None)] * len(self.ids)
+        left = self._frame.with_columns(pl.lit(at).alias("at"), *(pl.lit(v).alias(k) for k, v in keys.items()))
+        return asof(left, frame, [*keys, s.ITEM_ID]).sort("position").select(columns).rows()
+
     @lru_cache(maxsize=4)  # noqa: B019  (one Catalogue per evaluation; a week's groups come together)
-    def _demand(self, at: datetime) -> pl.DataFrame:
-        frame = asof(self._frame.with_columns(pl.lit(at).alias("at")), self.demand, [s.ITEM_ID]).sort("position")
+    def _global_demand(self, at: datetime) -> list:
+        return self._profiles(at, self.demand, s.ITEM_DEMAND_FEATURES)
+
+    @lru_cache(maxsize=8)  # noqa: B019
+    def _hemisphere_demand(self, at: datetime, half: str) -> list:
+        frame = self.hemisphere_demand.get(half)
+        return self._profiles(at, frame, s.HEMISPHERE_ITEM_DEMAND_FEATURES, **{s.HEMISPHERE: half})
+
+    def _demand(self, at: datetime, region: str) -> dict[str, np.ndarray]:
+        """Each item's demand index this week, its level, and its units sold, as `features.context` computes them."""
         week = at.isocalendar().week
-        return frame.select(
-            (pl.col(s.DEMAND_BY_WEEK).list.get(week - 1, null_on_oob=True) * s.WEEKS_PER_YEAR).alias(
-                "item_week_demand"
-            ),
-            "total_sales",
-        )
+        everywhere = self._global_demand(at)
+        halves = self._hemisphere_demand(at, hemisphere(region))
+        frame = self.region_demand.get(region)
+        regional = self._profiles(at, frame, s.REGION_ITEM_DEMAND_FEATURES, **{s.REGION: region})
+        found = [week_demand(week, r, h, g) for r, h, g in zip(regional, halves, everywhere, strict=True)]
+        return {
+            "item_week_demand": np.array([np.nan if d is None else d for d, _ in found]),
+            s.DEMAND_LEVEL: np.array([level for _, level in found], dtype=object),
+            s.TOTAL_SALES: np.array([np.nan if n is None else n for _, n in everywhere], dtype=np.float64),
+        }
 
     def week(self, at: datetime, region: str) -> WeekItems:
         frame = self._frame.with_columns(pl.lit(at).alias("at"), pl.lit(region).alias(s.REGION))
@@ -199,7 +226,7 @@ class Catalogue:
         ts = at.timestamp()
         columns = {
             **{c: frame[c].to_numpy().astype(np.float64) for c in s.REGION_ITEM_FEATURES},
-            **{c: v.to_numpy().astype(np.float64) for c, v in self._demand(at).to_dict().items()},
+            **self._demand(at, region),
             "item_age_days": (ts - self.launch_ts) / 86_400.0,
             s.PRICE: self.price,
         }
@@ -213,4 +240,4 @@ class Catalogue:
             return []
         known = frame.filter(pl.col(s.FEATURE_TS) <= at).unique(s.REGION, keep="last")
         rows = {r[s.REGION]: r for r in known.iter_rows(named=True)}
-        return [item for item, _ in merge_pools(rows[r] for r in (region, s.POOL_ALL_REGIONS) if r in rows)]
+        return [item for item, _ in merge_pools(rows[r] for r in pool_scopes(region) if r in rows)]

@@ -68,7 +68,8 @@ class FeatureFetcher:
         self.reader.push_event(user_id, item_id, event_type, at)
 
     def regions(self) -> list[str]:
-        return sorted({region for region, _ in self.reader.fallback_pools} | {s.POOL_ALL_REGIONS})
+        # Pools are also kept per hemisphere ("north", "south"): scopes, not regions a shopper is in.
+        return sorted({r for r, _ in self.reader.fallback_pools if r not in ("north", "south")} | {s.POOL_ALL_REGIONS})
 
 
 @serve.deployment(name="Scorer", ray_actor_options=LIGHT)

@@ -29,10 +29,12 @@ from seasonrec.candidates.sources import (
     Neighbours,
     launches,
     merge_pools,
+    pool_scopes,
     propose,
     recent_items,
 )
 from seasonrec.config import Settings
+from seasonrec.data.calendar import hemisphere
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
 
@@ -53,6 +55,7 @@ ITEM_COLUMNS = (
     "trend_ratio",
     "item_week_demand",
     "item_age_days",
+    s.DEMAND_LEVEL,
     "pool_score",
     *s.USER_ITEM_FEATURES,
 )
@@ -167,6 +170,8 @@ class FeatureReader(OnlineReader):
                 s.USER_ITEM_STATS,
                 s.ITEM_PROFILE,
                 s.ITEM_DEMAND,
+                s.REGION_ITEM_DEMAND,
+                s.HEMISPHERE_ITEM_DEMAND,
                 s.REGION_ITEM_TRENDS,
                 s.SEASONAL_POOLS,
                 s.ITEM_NEIGHBOURS,
@@ -175,6 +180,7 @@ class FeatureReader(OnlineReader):
         cfg = settings.serving
         self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.trends = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
+        self.hemisphere_demand = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.neighbours = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.fallback_pools = _offline_pools(settings)
         self.new_arrivals = _new_arrivals(settings)
@@ -188,12 +194,13 @@ class FeatureReader(OnlineReader):
         """(item, seasonal score) for the region and ISO week of `at`, topped up from all regions."""
         week = at.isocalendar().week
         return merge_pools(
-            self._read(s.SEASONAL_POOLS, [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in (region, s.POOL_ALL_REGIONS)])
+            self._read(s.SEASONAL_POOLS, [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in pool_scopes(region)])
         )
 
     def fallback_pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
         week = at.isocalendar().week
-        return self.fallback_pools.get((region, week)) or self.fallback_pools.get((s.POOL_ALL_REGIONS, week), [])
+        pools = self.fallback_pools
+        return next((pools[(r, week)] for r in pool_scopes(region) if (r, week) in pools), [])
 
     def candidates(self, user: dict, pool: list[str], at: datetime) -> CandidateSet:
         """The user's own purchases, the seasonal pool, neighbours of the recent items, and new arrivals."""
@@ -227,14 +234,23 @@ class FeatureReader(OnlineReader):
             for item, p, d in zip(missing, profiles, demand, strict=True):
                 p.pop(s.TITLE_EMBEDDING, None)  # the Scorer keeps its own (TitleEmbeddings)
                 self.items.put(item, {**p, **d})
-        # Trends change when materialized (daily); the cache's TTL bounds how stale one can be.
-        stale = [i for i in item_ids if self.trends.get((i, region)) is None]
+        # Trends and regional demand change when materialized (daily); the TTL bounds how stale one can be.
+        regional = self._cached(self.trends, s.REGION, region, (s.REGION_ITEM_TRENDS, s.REGION_ITEM_DEMAND), item_ids)
+        half = hemisphere(region)
+        halves = self._cached(self.hemisphere_demand, s.HEMISPHERE, half, (s.HEMISPHERE_ITEM_DEMAND,), item_ids)
+        return [
+            {s.ITEM_ID: i, **(self.items.get(i) or {}), **r, **h}
+            for i, r, h in zip(item_ids, regional, halves, strict=True)
+        ]
+
+    def _cached(self, cache: TTLCache, key: str, value: str, views: tuple[str, ...], item_ids: list[str]) -> list[dict]:
+        """The rows of `views` for (`key` = `value`, item), merged per item, through `cache`."""
+        stale = [i for i in item_ids if cache.get((i, value)) is None]
         if stale:
-            for item, t in zip(
-                stale, self._read(s.REGION_ITEM_TRENDS, [{s.ITEM_ID: i, s.REGION: region} for i in stale]), strict=True
-            ):
-                self.trends.put((item, region), t)
-        return [{s.ITEM_ID: i, **(self.items.get(i) or {}), **(self.trends.get((i, region)) or {})} for i in item_ids]
+            reads = [self._read(view, [{s.ITEM_ID: i, key: value} for i in stale]) for view in views]
+            for item, *rows in zip(stale, *reads, strict=True):
+                cache.put((item, value), {k: v for row in rows for k, v in row.items()})
+        return [cache.get((i, value)) or {} for i in item_ids]
 
     def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
         """Everything the scorer and the re-ranker need for one request."""
@@ -256,7 +272,14 @@ class FeatureReader(OnlineReader):
             {
                 s.REQUEST_TS: [ts] * (len(rows) + 1),
                 s.REGION: [region] * (len(rows) + 1),
-                s.DEMAND_BY_WEEK: [r.get(s.DEMAND_BY_WEEK) for r in rows] + [None],
+                **{
+                    c: [r.get(c) for r in rows] + [None]
+                    for c in (
+                        *s.ITEM_DEMAND_FEATURES,
+                        *s.REGION_ITEM_DEMAND_FEATURES,
+                        *s.HEMISPHERE_ITEM_DEMAND_FEATURES,
+                    )
+                },
                 s.LAUNCH_TS: [r.get(s.LAUNCH_TS) for r in rows] + [None],
                 s.HISTORY_TS: [None] * len(rows) + [user.get(s.HISTORY_TS)],
             }
@@ -264,6 +287,7 @@ class FeatureReader(OnlineReader):
         for i, row in enumerate(rows):
             row["item_week_demand"] = context["item_week_demand"][i]
             row["item_age_days"] = context["item_age_days"][i]
+            row[s.DEMAND_LEVEL] = context[s.DEMAND_LEVEL][i]
             row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity
         user.update(
             {

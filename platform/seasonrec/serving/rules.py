@@ -182,6 +182,7 @@ class Candidate:
     buy_days: int | None = None
     first_buy_ts: int | None = None
     last_buy_ts: int | None = None
+    demand_level: str | None = None  # whose week-of-year profile: the region's, its hemisphere's or "global"
     reasons: list[str] = field(default_factory=list)
 
     def buy_interval_days(self) -> float | None:
@@ -266,7 +267,7 @@ def _adjust(c: Candidate, rules: Rules, now: float, region: str) -> None:
     season = rules.in_season
     if (c.demand_index or 0) >= season.min_demand_index or (c.trend_ratio or 0) >= season.min_trend_ratio:
         c.score += season.weight
-        c.reasons.append(f"in_season:{region}")
+        c.reasons.append(_seasonal_reason("in_season", c, region))
     if c.launch_ts is not None and 0 <= now - c.launch_ts < rules.new_arrival.days * 86_400:
         c.score += rules.new_arrival.weight
         c.reasons.append("new_arrival")
@@ -277,7 +278,14 @@ def _adjust(c: Candidate, rules: Rules, now: float, region: str) -> None:
         and (c.total_sales or 0) >= off.min_total_sales
     ):
         c.score -= off.weight
-        c.reasons.append("off_season")
+        c.reasons.append(_seasonal_reason("off_season", c, region))
+
+
+def _seasonal_reason(rule: str, c: Candidate, region: str) -> str:
+    """ "in_season:AU" from Australia's own sales; "in_season:AU:hemisphere" (or ":global") where the region has
+    too few sales of the item and its season is read from the southern hemisphere's (or every region's)."""
+    level = c.demand_level
+    return f"{rule}:{region}" if level in (None, "region") else f"{rule}:{region}:{level}"
 
 
 def _assemble(kept: list[Candidate], pins, rules: Rules, k: int, now: float) -> list[Candidate]:

@@ -122,6 +122,7 @@ def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
         "launch_ts": items[s.LAUNCH_TS],
         "demand_index": items["item_week_demand"],
         "total_sales": items["total_sales"],
+        "demand_level": items.get(s.DEMAND_LEVEL),
         "trend_ratio": items["trend_ratio"],
         "sources": items.get(s.CANDIDATE_SOURCES_COLUMN) or [()] * len(scores),
         "buy_days": items.get(s.ITEM_BUY_DAYS),
