@@ -41,7 +41,7 @@ demo: install
 	$(SEASONREC) export --checkpoint $(DEMO_DATA)/checkpoints/ranker --training-set $(DEMO_DATA)/training_set.parquet --metrics $(DEMO_DATA)/evaluation/metrics.json
 	$(SEASONREC) serve stop
 	$(SEASONREC) serve start
-	$(SEASONREC) recommend --users 2 --k 5 --region GB --region AU --at 2024-07-10T12:00:00 --at 2024-12-10T12:00:00
+	$(SEASONREC) recommend --users 2 --k 10 --region GB --region AU --at 2024-07-10T12:00:00 --at 2024-12-10T12:00:00
 	@echo "The stack is still running: http://127.0.0.1:8080/docs. Stop it with: make demo-stop"
 
 demo-stop: install

@@ -261,13 +261,14 @@ def user_item_stats(events: pl.LazyFrame) -> pl.LazyFrame:
     A label looked up before a purchase sees the item's earlier days only, so the ranker learns "bought 5 times,
     every 3 weeks, last 20 days ago" without the purchase it is asked to predict.
     """
-    pair = dict(partition_by=[s.USER_ID, s.ITEM_ID], order_by="day")
+    pair = [s.USER_ID, s.ITEM_ID]
     return _buy_days(events).select(
         s.USER_ID,
         s.ITEM_ID,
         s.FEATURE_TS,
-        pl.lit(1).cum_sum().over(**pair).cast(pl.Int64).alias(s.ITEM_BUY_DAYS),
-        pl.col("first").min().over([s.USER_ID, s.ITEM_ID]).dt.epoch("s").alias(s.ITEM_FIRST_BUY_TS),
+        # One row per day bought, so a day's rank among the pair's days is the days bought so far.
+        pl.col("day").rank("ordinal").over(pair).cast(pl.Int64).alias(s.ITEM_BUY_DAYS),
+        pl.col("first").min().over(pair).dt.epoch("s").alias(s.ITEM_FIRST_BUY_TS),
         pl.col(s.FEATURE_TS).dt.epoch("s").alias(s.ITEM_LAST_BUY_TS),
     )
 

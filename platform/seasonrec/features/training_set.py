@@ -47,7 +47,7 @@ def history_negatives(
     span = 1 << 34  # seconds: past the year 2500
     firsts = firsts.with_columns(
         (pl.col(s.USER_ID).replace_strict(users, return_dtype=pl.Int64) * span + pl.col("first")).alias("key")
-    ).sort("key")
+    ).sort("key", s.ITEM_ID)  # items first bought in one basket share a key: the id makes the order, and a seed, hold
     keys, items = firsts["key"].to_numpy(), firsts[s.ITEM_ID].to_numpy()
     user = positives[s.USER_ID].replace_strict(users, default=-1, return_dtype=pl.Int64).to_numpy()
     ts = positives[s.EVENT_TS].dt.epoch("s").to_numpy()
@@ -104,7 +104,7 @@ def label_rows(
     if limit and positives.height > limit:
         positives = positives.sample(limit, seed=seed).sort(s.EVENT_TS)
     rng = np.random.default_rng(seed)
-    catalogue = items.sort(s.LAUNCH_TS)
+    catalogue = items.sort(s.LAUNCH_TS, s.ITEM_ID)
     launched = catalogue[s.LAUNCH_TS].to_numpy()
     ts = positives[s.EVENT_TS].to_numpy()
     available = np.searchsorted(launched, ts, side="right").clip(min=1)

@@ -32,6 +32,7 @@ def show_recommendations(
         table = Table(title=f"user {user}: top {k}", show_lines=True)
         table.add_column("when / where")
         table.add_column("items (score; reasons)")
+        lists: dict[tuple[str, datetime], list[str]] = {}
         for region in regions or DEFAULT_REGIONS:
             for at in moments or DEFAULT_MOMENTS:
                 body = {"user_id": user, "k": k, "region": region, "at": at.isoformat()}
@@ -42,6 +43,7 @@ def show_recommendations(
                 if reply.status_code != 200:
                     raise SeasonrecError(f"{url}: HTTP {reply.status_code}: {reply.text[:200]}")
                 data = reply.json()
+                lists[(region, at)] = [i["item_id"] for i in data["items"]]
                 lines = [
                     f"{i['item_id']} ({i['score'] if i['score'] is None else round(i['score'], 2)}; "
                     f"{', '.join(i['reasons']) or '-'})"
@@ -50,3 +52,16 @@ def show_recommendations(
                 flag = " DEGRADED" if data["degraded"] else ""
                 table.add_row(f"{at:%Y-%m-%d} {region}\nmodel v{data['model_version']}{flag}", "\n".join(lines))
         console.print(table)
+        console.print(overlap_lines(lists))
+
+
+def overlap_lines(lists: dict[tuple[str, datetime], list[str]]) -> str:
+    """One line per moment: how many items the first region's list shares with each other region's."""
+    regions = list(dict.fromkeys(region for region, _ in lists))
+    lines = []
+    for at in dict.fromkeys(when for _, when in lists):
+        first = lists[(regions[0], at)]
+        for other in regions[1:]:
+            shared = len(set(first) & set(lists[(other, at)]))
+            lines.append(f"{at:%Y-%m-%d}: {regions[0]} and {other} share {shared} of {len(first)} items")
+    return "\n".join(lines)
