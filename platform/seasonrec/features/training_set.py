@@ -27,6 +27,10 @@ from seasonrec.progress import progress
 log = logging.getLogger(__name__)
 LABEL = "label"
 GROUP = "group"
+# log of each row's expected count among its group's sampled negatives: the sampled softmax subtracts it from the
+# ranker's score in training (Bengio and Senecal 2008; Yi et al., RecSys 2019), so oversampling a buyer's own items
+# as negatives teaches which of them comes next without teaching that bought items are unlikely.
+LOG_Q = "log_q"
 JUST_BEFORE = timedelta(microseconds=1)
 GROUPS_PER_CHUNK = 25_000
 
@@ -34,13 +38,14 @@ GROUPS_PER_CHUNK = 25_000
 def history_negatives(
     positives: pl.DataFrame, purchases: pl.DataFrame, per_group: int, rng: np.random.Generator
 ) -> pl.DataFrame:
-    """(group, slot, item) negatives drawn from what each user had bought before the purchase.
+    """(group, slot, item, pool) negatives drawn from what each user had bought before the purchase; `pool` is
+    how many distinct items they had bought by then.
 
     Random catalogue items teach the ranker what sells; these teach it which of a customer's usual items come
     next, which is most of what a repeat buyer buys. An item bought in the same basket is never a negative.
     """
     if per_group == 0 or positives.is_empty():
-        return pl.DataFrame(schema={GROUP: pl.UInt32, "slot": pl.Int64, s.ITEM_ID: pl.String})
+        return pl.DataFrame(schema={GROUP: pl.UInt32, "slot": pl.Int64, s.ITEM_ID: pl.String, "pool": pl.Int64})
     firsts = purchases.group_by(s.USER_ID, s.ITEM_ID).agg(pl.col(s.EVENT_TS).min().dt.epoch("s").alias("first"))
     users = {u: i for i, u in enumerate(firsts[s.USER_ID].unique().sort().to_list())}
     # One sorted key per (user, first purchase): a user's items bought before t are one contiguous run.
@@ -62,6 +67,7 @@ def history_negatives(
             s.USER_ID: np.repeat(positives[s.USER_ID].to_numpy(), draws)[valid.ravel()],
             s.EVENT_TS: np.repeat(positives[s.EVENT_TS].to_numpy(), draws)[valid.ravel()],
             s.ITEM_ID: items[picks.clip(max=len(items) - 1)][valid],
+            "pool": np.repeat(available, draws)[valid.ravel()],
         }
     ).with_columns(pl.col(s.EVENT_TS).dt.replace_time_zone(positives[s.EVENT_TS].dtype.time_zone))
     basket = purchases.select(s.USER_ID, s.ITEM_ID, s.EVENT_TS).unique()
@@ -70,7 +76,7 @@ def history_negatives(
         .unique([GROUP, s.ITEM_ID], maintain_order=True)
         .with_columns(pl.int_range(pl.len()).over(GROUP).alias("slot"))
         .filter(pl.col("slot") < per_group)
-        .select(GROUP, "slot", s.ITEM_ID)
+        .select(GROUP, "slot", s.ITEM_ID, "pool")
     )
 
 
@@ -111,17 +117,34 @@ def label_rows(
     picks = (rng.random((len(ts), negatives)) * available[:, None]).astype(np.int64)
     chosen = catalogue[s.ITEM_ID].to_numpy()[picks]
     positives = positives.with_row_index(GROUP)
+    from_history = min(from_history, negatives)
+    drawn = history_negatives(positives, pl.DataFrame(), 0, rng)
     if from_history:
         bought = events.filter(pl.col(s.EVENT_TYPE) == "purchase").select(s.USER_ID, s.ITEM_ID, s.EVENT_TS)
         if end:
             bought = bought.filter(pl.col(s.EVENT_TS) < end)
-        drawn = history_negatives(positives, bought.collect(), min(from_history, negatives), rng)
+        bought = bought.collect()
+        drawn = history_negatives(positives, bought, from_history, rng)
         chosen[drawn[GROUP].to_numpy(), drawn["slot"].to_numpy()] = drawn[s.ITEM_ID].to_numpy()
     negative = positives.select(pl.all().repeat_by(negatives).explode()).with_columns(
         pl.Series(s.ITEM_ID, chosen.ravel())
     )
     # A group is one purchase and the negatives sampled for it: the ranker's unit of comparison.
     rows = pl.concat([positives.with_columns(pl.lit(1).alias(LABEL)), negative.with_columns(pl.lit(0).alias(LABEL))])
+    # Each row's expected count among its group's negatives: h of them drawn from the A items the buyer had
+    # bought by then, the rest from the N items launched by then.
+    sampling = pl.DataFrame({GROUP: positives[GROUP], "launched": available}).join(
+        drawn.group_by(GROUP).agg(pl.len().alias("h"), pl.col("pool").first()), on=GROUP, how="left"
+    )
+    rows = rows.join(sampling, on=GROUP, how="left").with_columns(pl.col("h", "pool").fill_null(0))
+    owned = pl.lit(False)
+    if from_history:
+        firsts = bought.group_by(s.USER_ID, s.ITEM_ID).agg(pl.col(s.EVENT_TS).min().alias("first"))
+        rows = rows.join(firsts, on=[s.USER_ID, s.ITEM_ID], how="left", maintain_order="left")
+        owned = (pl.col("first") < pl.col(s.EVENT_TS)).fill_null(False)
+    from_own = pl.when(owned).then(pl.col("h") / pl.col("pool").clip(lower_bound=1)).otherwise(0.0)
+    expected = from_own + (negatives - pl.col("h")) / pl.col("launched")
+    rows = rows.with_columns(expected.log().alias(LOG_Q)).drop("h", "pool", "launched", "first", strict=False)
     return (
         rows.with_columns(
             (pl.col(s.EVENT_TS) - JUST_BEFORE).alias(s.FEATURE_TS),

@@ -13,7 +13,7 @@ import polars as pl
 
 from seasonrec import schema as s
 from seasonrec.errors import SeasonrecError
-from seasonrec.features.training_set import GROUP, LABEL
+from seasonrec.features.training_set import GROUP, LABEL, LOG_Q
 from seasonrec.model.batch import Vocab, item_arrays, user_arrays
 
 Arrays = dict[str, np.ndarray]
@@ -45,6 +45,8 @@ def load_groups(
         raise SeasonrecError(f"{training_set}: every group needs exactly one purchase")
     users = user_arrays(heads, vocab, history_length)
     candidates = item_arrays(rows, vocab, title_dim=0)
+    if LOG_Q in rows.columns:  # older training sets have none: uniform negatives need no correction
+        candidates[LOG_Q] = rows[LOG_Q].to_numpy().astype(np.float32)
     items = {k: v.reshape(heads.height, per_group, *v.shape[1:]) for k, v in candidates.items()}
     return {**users, **items}, heads[s.REQUEST_TS].to_numpy()
 

@@ -23,6 +23,7 @@ from transformers.utils import logging as hf_logging
 
 from seasonrec import schema as s
 from seasonrec.errors import SeasonrecError
+from seasonrec.features.training_set import LOG_Q
 from seasonrec.model.batch import CONTEXT_DIM, ITEM_DENSE_COLUMNS, PERSONAL_COLUMNS, Vocab, catalogue_tables
 from seasonrec.model.data import Arrays
 from seasonrec.model.ranker import UNSEEN, SeasonalRanker, SeasonalRankerConfig
@@ -87,8 +88,18 @@ def _tensors(arrays: Arrays, index: np.ndarray, device: torch.device) -> dict[st
     return {k: torch.from_numpy(v[index]).to(device) for k, v in arrays.items()}
 
 
+def sampled_scores(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The group's scores less each row's log expected count among the sampled negatives (`LOG_Q`).
+
+    The sampled softmax's correction: the model's own scores then rank as if every catalogue item were a
+    negative, whichever items were oversampled.
+    """
+    scores = model(**{k: v for k, v in batch.items() if k != LOG_Q})
+    return scores - batch[LOG_Q] if LOG_Q in batch else scores
+
+
 def group_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    scores = model(**batch)
+    scores = sampled_scores(model, batch)
     return F.cross_entropy(scores, torch.zeros(scores.shape[0], dtype=torch.long, device=scores.device))
 
 
@@ -100,7 +111,7 @@ def evaluate_groups(model: torch.nn.Module, arrays: Arrays, device: torch.device
     losses, hits = [], []
     for start in range(0, n, batch_size):
         batch = _tensors(arrays, np.arange(start, min(n, start + batch_size)), device)
-        scores = model(**batch)
+        scores = sampled_scores(model, batch)
         target = torch.zeros(scores.shape[0], dtype=torch.long, device=device)
         losses.append(F.cross_entropy(scores, target, reduction="sum").item())
         hits.append((scores.argmax(-1) == 0).sum().item())

@@ -3,13 +3,15 @@ before, never the purchase itself or its basket, topped up from the catalogue, t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
+import pytest
 
 from seasonrec import schema as s
-from seasonrec.features.training_set import GROUP, LABEL, history_negatives, label_rows
+from seasonrec.features.training_set import GROUP, LABEL, LOG_Q, history_negatives, label_rows
 
 TS = pl.Datetime("us", "UTC")
 
@@ -74,13 +76,13 @@ def test_history_negatives_are_the_same_for_the_same_seed():
 
 def test_history_negatives_columns():
     out = history_negatives(positives(), purchases(), 2, np.random.default_rng(3))
-    assert out.columns == [GROUP, "slot", s.ITEM_ID]
+    assert out.columns == [GROUP, "slot", s.ITEM_ID, "pool"]
     assert out.schema[GROUP] == pl.UInt32 and out.schema["slot"] == pl.Int64
 
 
 def test_no_negatives_asked_gives_an_empty_frame():
     out = history_negatives(positives(), purchases(), 0, np.random.default_rng(0))
-    assert out.is_empty() and out.columns == [GROUP, "slot", s.ITEM_ID]
+    assert out.is_empty() and out.columns == [GROUP, "slot", s.ITEM_ID, "pool"]
 
 
 # --- label_rows(from_history=k) ------------------------------------------------------------------------
@@ -161,3 +163,42 @@ def test_the_seed_changes_the_draws():
 def test_without_from_history_negatives_are_all_from_the_catalogue():
     rows = labelled(from_history=0).filter(pl.col(LABEL) == 0)
     assert rows.height == 9 and rows[s.ITEM_ID].str.starts_with("Z").all()
+
+
+# --- the sampled softmax's correction (LOG_Q) ----------------------------------------------------------
+
+
+def _small_log():
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    days = [t0 + timedelta(days=d) for d in (0, 1, 2, 3)]
+    events = pl.DataFrame(
+        {
+            s.USER_ID: ["u"] * 4,
+            s.ITEM_ID: ["A", "B", "C", "A"],
+            s.EVENT_TS: days,
+            s.EVENT_TYPE: ["purchase"] * 4,
+            s.REGION: ["GB"] * 4,
+        }
+    )
+    items = pl.DataFrame({s.ITEM_ID: list("ABCDEFGH"), s.LAUNCH_TS: [t0 - timedelta(days=9)] * 8})
+    return events.lazy(), items
+
+
+def test_log_q_is_the_log_of_each_rows_expected_count_among_the_negatives():
+    """u buys A again on day 3, having bought A, B and C: 2 of 4 negatives come from those 3 items (A itself is
+    in the basket, so the draws give B and C), 2 from the 8 launched. An owned item is expected 2/3 + 2/8 times,
+    any other 2/8 times."""
+    events, items = _small_log()
+    rows = label_rows(events, items, None, None, 4, 0, None, 2)
+    again = rows.filter(pl.col(GROUP) == 3)
+    expected = {item: math.log(2 / 3 + 2 / 8) if item in "ABC" else math.log(2 / 8) for item in "ABCDEFGH"}
+    for item, log_q in again.select(s.ITEM_ID, LOG_Q).rows():
+        assert log_q == pytest.approx(expected[item]), item
+
+
+def test_without_history_negatives_the_correction_is_the_same_for_every_row_of_a_group():
+    """Uniform negatives need no correction: a constant per group leaves the softmax unchanged."""
+    events, items = _small_log()
+    rows = label_rows(events, items, None, None, 4, 0, None, 0)
+    assert rows.group_by(GROUP).agg(pl.col(LOG_Q).n_unique())[LOG_Q].to_list() == [1] * 4
+    assert rows[LOG_Q].to_list() == pytest.approx([math.log(4 / 8)] * rows.height)
