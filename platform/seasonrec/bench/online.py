@@ -38,7 +38,10 @@ def _online_calls(fs, user: str, items: list[str], region: str) -> dict:
     from seasonrec.features.store import USER_FEATURES
 
     ts = int(datetime.now(UTC).timestamp())
-    full = [{s.USER_ID: user, s.ITEM_ID: i, s.REGION: region, s.REQUEST_TS: ts} for i in items]
+    from seasonrec.data.calendar import hemisphere
+
+    half = hemisphere(region)
+    full = [{s.USER_ID: user, s.ITEM_ID: i, s.REGION: region, s.HEMISPHERE: half, s.REQUEST_TS: ts} for i in items]
     item_rows = [{s.ITEM_ID: i, s.REGION: region} for i in items]
     service = fs.get_feature_service(s.RANKER_SERVICE)
     provider = fs._get_provider()

@@ -149,7 +149,13 @@ def online_features(
     if item_ids:
         region = region or user.get(s.HOME_REGION) or s.POOL_ALL_REGIONS
         request_ts = int((at or datetime.now(UTC)).timestamp())
-        rows = [{s.USER_ID: user_id, s.ITEM_ID: i, s.REGION: region, s.REQUEST_TS: request_ts} for i in item_ids]
+        from seasonrec.data.calendar import hemisphere
+
+        half = hemisphere(region)
+        rows = [
+            {s.USER_ID: user_id, s.ITEM_ID: i, s.REGION: region, s.HEMISPHERE: half, s.REQUEST_TS: request_ts}
+            for i in item_ids
+        ]
         service = store.get_feature_service(s.RANKER_SERVICE)
         items = _records(store.get_online_features(features=service, entity_rows=rows).to_dict())
         for row in items:
