@@ -77,6 +77,8 @@ item_demand = FeatureView(
     schema=[
         Field(name=s.DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of units in ISO week w at index w-1."),
         Field(name=s.TOTAL_SALES, dtype=Int64, description="Units sold so far."),
+        Field(name=s.BUY_DAYS, dtype=Int64, description="(user, day) purchases of it so far."),
+        Field(name=s.REBUY_DAYS, dtype=Int64, description="Of those, the ones by a user who had bought it before."),
     ],
     source=item_demand_source,
 )

@@ -106,6 +106,11 @@ ITEM_PROFILE_FEATURES = (CATEGORY, PRICE, LAUNCH_TS, STOCK, TITLE_EMBEDDING)
 DEMAND_BY_WEEK = "demand_by_week"
 TOTAL_SALES = "total_sales"
 ITEM_DEMAND_FEATURES = (DEMAND_BY_WEEK, TOTAL_SALES)
+# How much an item is bought again by the same people: of the (user, day) purchases of it so far, how many were
+# not the user's first. The recently_bought rule keeps a staple visible where its shop's data says so.
+BUY_DAYS = "buy_days"
+REBUY_DAYS = "rebuy_days"
+ITEM_REBUY_FEATURES = (BUY_DAYS, REBUY_DAYS)
 # The same week-of-year profile per region and per hemisphere: seasonality is regional (features.context
 # shrinks the region's towards its hemisphere's and the hemisphere's towards the global one).
 REGION_DEMAND_BY_WEEK = "region_demand_by_week"

@@ -130,8 +130,22 @@ def _demand(purchases: pl.LazyFrame, keys: list[str], profile: str, total: str) 
 
 
 def item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Share of an item's units sold in each ISO week of the year, over all regions, from all weeks so far."""
-    return _demand(_purchases(events), [s.ITEM_ID], s.DEMAND_BY_WEEK, s.TOTAL_SALES)
+    """Share of an item's units sold in each ISO week of the year, over all regions, from all weeks so far; and its
+    (user, day) purchases so far, and how many of them were re-buys."""
+    days = _buy_days(events).with_columns(
+        (pl.col("day").rank("ordinal").over([s.USER_ID, s.ITEM_ID]) > 1).alias("again"),
+        _week_start(pl.col("day")).alias("week"),
+    )
+    weekly = days.group_by(s.ITEM_ID, "week").agg(pl.len().alias("buys"), pl.col("again").sum().alias("rebuys"))
+    running = dict(partition_by=s.ITEM_ID, order_by="week")
+    counts = weekly.select(
+        s.ITEM_ID,
+        (pl.col("week") + timedelta(weeks=1)).alias(s.FEATURE_TS),
+        pl.col("buys").cum_sum().over(**running).cast(pl.Int64).alias(s.BUY_DAYS),
+        pl.col("rebuys").cum_sum().over(**running).cast(pl.Int64).alias(s.REBUY_DAYS),
+    )
+    demand = _demand(_purchases(events), [s.ITEM_ID], s.DEMAND_BY_WEEK, s.TOTAL_SALES)
+    return demand.join(counts, on=[s.ITEM_ID, s.FEATURE_TS], how="left")
 
 
 def region_item_demand(events: pl.LazyFrame) -> pl.LazyFrame:

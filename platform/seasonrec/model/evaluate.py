@@ -152,6 +152,7 @@ class Replay:
             "demand_index": _nullable(items.columns["item_week_demand"][cand]),
             "total_sales": _nullable(items.columns["total_sales"][cand]),
             "demand_level": items.columns[s.DEMAND_LEVEL][cand].tolist(),
+            "rebuy_share": _nullable(items.columns["rebuy_share"][cand]),
             "trend_ratio": _nullable(items.columns["trend_ratio"][cand]),
             "sources": sources,
             "buy_days": _nullable(bought[s.ITEM_BUY_DAYS][cand]),

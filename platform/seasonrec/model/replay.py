@@ -29,6 +29,7 @@ from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context, week_demand
 from seasonrec.model.batch import ITEM_DENSE_COLUMNS, Vocab, dense_log
 from seasonrec.model.ranker import PAD, UNSEEN
+from seasonrec.serving.rules import rebuy_share
 
 
 def table(features: Path, name: str) -> pl.DataFrame:
@@ -210,7 +211,9 @@ class Catalogue:
         frame = self.region_demand.get(region)
         regional = self._profiles(at, frame, s.REGION_ITEM_DEMAND_FEATURES, **{s.REGION: region})
         found = [week_demand(week, r, h, g) for r, h, g in zip(regional, halves, everywhere, strict=True)]
+        rebuys = self._profiles(at, self.demand, s.ITEM_REBUY_FEATURES)
         return {
+            "rebuy_share": np.array([np.nan if (r := rebuy_share(b, a)) is None else r for b, a in rebuys]),
             "item_week_demand": np.array([np.nan if d is None else d for d, _ in found]),
             s.DEMAND_LEVEL: np.array([level for _, level in found], dtype=object),
             s.TOTAL_SALES: np.array([np.nan if n is None else n for _, n in everywhere], dtype=np.float64),

@@ -58,6 +58,7 @@ ITEM_COLUMNS = (
     s.DEMAND_LEVEL,
     "pool_score",
     *s.USER_ITEM_FEATURES,
+    *s.ITEM_REBUY_FEATURES,
 )
 
 

@@ -39,6 +39,9 @@ class RecentlyBought(_Rule):
     # Hide what the user bought within this many days; some categories are bought again sooner or later.
     default_days: int = Field(30, ge=0)
     by_category: dict[str, int] = {}
+    # ...unless this shop's customers re-buy the item: at least this share of its purchases were by someone who
+    # had bought it before (`rebuy_share`, learned from the log). null: no exception for staples.
+    min_rebuy_share: float | None = Field(0.3, ge=0, le=1)
     # null: hide every recent purchase for the whole window, whatever the customer's own rhythm.
     habitual: Habitual | None = Habitual()
 
@@ -183,6 +186,7 @@ class Candidate:
     first_buy_ts: int | None = None
     last_buy_ts: int | None = None
     demand_level: str | None = None  # whose week-of-year profile: the region's, its hemisphere's or "global"
+    rebuy_share: float | None = None  # `rebuy_share` of the item: how much it is bought again by the same people
     reasons: list[str] = field(default_factory=list)
 
     def buy_interval_days(self) -> float | None:
@@ -245,6 +249,17 @@ def rerank(
     return _assemble(kept, pins, rules, k, now)
 
 
+# Purchases an item needs before its re-buy share counts in full: with few, the share is shrunk towards 0.
+REBUY_PRIOR_BUYS = 10
+
+
+def rebuy_share(buy_days: float | None, rebuy_days: float | None) -> float | None:
+    """Of an item's (user, day) purchases, the share by users who had bought it before, shrunk for few buys."""
+    if buy_days is None or rebuy_days is None or buy_days != buy_days:  # None or NaN: never bought
+        return None
+    return float(rebuy_days) / (float(buy_days) + REBUY_PRIOR_BUYS)
+
+
 def _recently_bought(c: Candidate, rule: RecentlyBought, in_history: int | None, now: float) -> bool:
     """Is `c` hidden as bought too recently? A habitual re-buy is hidden only until it is nearly due again."""
     last = max((t for t in (in_history, c.last_buy_ts) if t is not None), default=None)
@@ -253,6 +268,9 @@ def _recently_bought(c: Candidate, rule: RecentlyBought, in_history: int | None,
     days = rule.by_category.get(c.category or "", rule.default_days)
     since = (now - last) / 86_400.0
     if since >= days:
+        return False
+    if rule.min_rebuy_share is not None and (c.rebuy_share or 0.0) >= rule.min_rebuy_share:
+        c.reasons.append("rebuy_item")
         return False
     interval = c.buy_interval_days()
     habit = rule.habitual

@@ -20,6 +20,7 @@ from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, de
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
 from seasonrec.serving.fetcher import TitleEmbeddings
+from seasonrec.serving.rules import rebuy_share
 from seasonrec.triton.client import RankerClient, ScorerError, ScorerUnavailable
 
 VERSION_CHECK_S = 2.0
@@ -114,6 +115,8 @@ def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
     items = fetched["items"]
     if len(scores) != len(items[s.ITEM_ID]):
         raise ScorerError(f"{len(scores)} scores for {len(items[s.ITEM_ID])} candidates")
+    n = len(scores)
+    buys, rebuys = (_floats(items.get(c), n) for c in s.ITEM_REBUY_FEATURES)
     return {
         "item_id": items[s.ITEM_ID],
         "score": [float(x) for x in scores],
@@ -123,6 +126,7 @@ def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
         "demand_index": items["item_week_demand"],
         "total_sales": items["total_sales"],
         "demand_level": items.get(s.DEMAND_LEVEL),
+        "rebuy_share": [rebuy_share(b, r) for b, r in zip(buys, rebuys, strict=True)],
         "trend_ratio": items["trend_ratio"],
         "sources": items.get(s.CANDIDATE_SOURCES_COLUMN) or [()] * len(scores),
         "buy_days": items.get(s.ITEM_BUY_DAYS),
