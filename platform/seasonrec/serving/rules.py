@@ -31,8 +31,8 @@ class _Rule(BaseModel):
 class Habitual(_Rule):
     # A customer who has bought an item on at least `min_buy_days` days, on average sooner than the hiding
     # window, re-buys it on a cycle of their own: it is hidden only until `due_fraction` of that cycle has passed.
-    min_buy_days: int = Field(3, ge=2)
-    due_fraction: float = Field(0.5, ge=0, le=1)
+    min_buy_days: int = Field(2, ge=2)
+    due_fraction: float = Field(0.0, ge=0, le=1)
 
 
 class RecentlyBought(_Rule):
@@ -41,7 +41,7 @@ class RecentlyBought(_Rule):
     by_category: dict[str, int] = {}
     # ...unless this shop's customers re-buy the item: at least this share of its purchases were by someone who
     # had bought it before (`rebuy_share`, learned from the log). null: no exception for staples.
-    min_rebuy_share: float | None = Field(0.3, ge=0, le=1)
+    min_rebuy_share: float | None = Field(0.2, ge=0, le=1)
     # null: hide every recent purchase for the whole window, whatever the customer's own rhythm.
     habitual: Habitual | None = Habitual()
 
@@ -57,12 +57,13 @@ class InSeason(_Rule):
     # 1.0 = average), or is rising in the user's region (short- over long-window sales).
     min_demand_index: float = Field(1.5, gt=0)
     min_trend_ratio: float = Field(1.5, gt=0)
-    weight: float = 0.5
+    # A nudge: the ranker already reads the item's regional demand (configs/rules.yaml says why this value).
+    weight: float = 0.1
 
 
 class NewArrival(_Rule):
     days: int = Field(30, ge=0)
-    weight: float = 0.3
+    weight: float = 0.1
 
 
 class OffSeason(_Rule):

@@ -209,3 +209,29 @@ def test_views_are_not_repeat_candidates():
     out = repeats(rows)
     assert out[s.REPEAT_ITEM_IDS].to_list() == [["A"]]
     assert out[s.FEATURE_TS].to_list() == [utc(2024, 5, 1, 10)]
+
+
+# --- item_demand: how much an item is bought again -------------------------------------------------------------
+
+
+def test_item_demand_counts_buy_days_and_re_buys_by_the_same_users_week_by_week():
+    """MILK: U1 buys it in week 1 (twice that day: one buy day), U2 in week 1, U1 again in week 2.
+    After week 1: 2 buy days, 0 re-buys; after week 2: 3 buy days, 1 re-buy (U1's second day)."""
+    rows = [
+        buy("U1", "MILK", utc(2024, 3, 4, 9)),
+        buy("U1", "MILK", utc(2024, 3, 4, 15)),
+        buy("U2", "MILK", utc(2024, 3, 5, 9)),
+        buy("U1", "MILK", utc(2024, 3, 12, 9)),
+    ]
+    got = tables.item_demand(events(rows)).collect().sort(s.FEATURE_TS)
+    assert got[s.BUY_DAYS].to_list() == [2, 3]
+    assert got[s.REBUY_DAYS].to_list() == [0, 1]
+
+
+def test_rebuy_share_is_shrunk_for_items_with_few_buys():
+    from seasonrec.serving.rules import REBUY_PRIOR_BUYS, rebuy_share
+
+    assert rebuy_share(None, None) is None
+    assert rebuy_share(float("nan"), float("nan")) is None
+    assert rebuy_share(2, 2) == pytest.approx(2 / (2 + REBUY_PRIOR_BUYS))  # 2 of 2, but only 2: far from 1
+    assert rebuy_share(1000, 500) == pytest.approx(500 / (1000 + REBUY_PRIOR_BUYS))

@@ -25,9 +25,15 @@ def habit(item: str, last_days_ago: float, every_days: float = 7.0, buy_days: in
     return Candidate(item, 1.0, category=item, buy_days=buy_days, first_buy_ts=first, last_buy_ts=last, **kw)
 
 
+# A stricter habit than the shipped one (2 days, due at once), so each boundary below has two sides to test.
+HALF_CYCLE = Rules.model_validate(
+    {"filters": {"recently_bought": {"habitual": {"min_buy_days": 3, "due_fraction": 0.5}}}}
+)
+
+
 def shown(candidates: list[Candidate], purchases: dict[str, int] | None = None, rules: Rules | None = None) -> dict:
     """Item id -> reasons of what comes out. Each candidate has its own category, so diversity hides nothing."""
-    out = rerank(candidates, rules or Rules(), k=10, at=AT, region="AU", purchases=purchases or {})
+    out = rerank(candidates, rules or HALF_CYCLE, k=10, at=AT, region="AU", purchases=purchases or {})
     return {c.item_id: c.reasons for c in out}
 
 
@@ -126,3 +132,14 @@ def test_in_season_reason_names_whose_season_it_is(level, reason):
 def test_off_season_reason_names_the_level_too():
     coat = Candidate("COAT", 1.0, category="coats", demand_index=0.1, total_sales=50, demand_level="hemisphere")
     assert shown([coat]) == {"COAT": ["off_season:AU:hemisphere"]}
+
+
+def test_the_shipped_habit_keeps_a_twice_bought_weekly_item_from_yesterday():
+    """The defaults (chosen on validation weeks): two buy days make a habit, and a habit is never hidden."""
+    assert shown([habit("TEA", last_days_ago=1, buy_days=2)], {"TEA": ago(1)}, Rules()) == {"TEA": ["repurchase_cycle"]}
+
+
+def test_a_staple_of_the_shop_is_kept_even_for_a_one_off_buyer():
+    staple = Candidate("MILK", 1.0, category="food", rebuy_share=0.4)
+    rare = Candidate("VASE", 1.0, category="decor", rebuy_share=0.05)
+    assert shown([staple, rare], {"MILK": ago(2), "VASE": ago(2)}, Rules()) == {"MILK": ["rebuy_item"]}
