@@ -30,9 +30,11 @@ def _request_context(ts: int, region: str | None) -> tuple[int, float, float, in
 # Dirichlet-multinomial prior, the additive-smoothing form of empirical Bayes): a level with N units sold
 # weighs N / (N + PRIOR_UNITS) against the level above. A region that has sold PRIOR_UNITS of an item
 # counts half; one that has sold nothing falls back entirely. All regions' profile is itself smoothed
-# towards a flat year with GLOBAL_PRIOR_UNITS spread evenly over the weeks.
-PRIOR_UNITS = 50.0
-GLOBAL_PRIOR_UNITS = float(s.WEEKS_PER_YEAR)
+# towards a flat year with GLOBAL_PRIOR_UNITS spread evenly over the weeks. Both are small: a shop that
+# sells a few units of an item a season (the synthetic shop sells one a purchase) must keep its season,
+# and 50 units flattened it there (docs/benchmarks.md).
+PRIOR_UNITS = 5.0
+GLOBAL_PRIOR_UNITS = 5.0
 
 
 def _share(profile, units, week: int) -> tuple[float, float]:

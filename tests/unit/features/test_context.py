@@ -99,5 +99,6 @@ def test_a_few_regional_sales_are_shrunk_towards_the_hemisphere_by_their_weight(
     index, level = week_demand(week, region, south, world)
     assert level == "region"
     assert index / s.WEEKS_PER_YEAR == pytest.approx(0.5 * 0.6 + 0.5 * 0.2, rel=1e-3)
-    few, level = week_demand(week, (_profile(week, 0.6), 5), south, world)
-    assert level == "hemisphere" and 0.2 < few / s.WEEKS_PER_YEAR < 0.25
+    few, level = week_demand(week, (_profile(week, 0.6), 1), south, world)  # 1 unit: a sixth of the weight
+    assert level == "hemisphere"
+    assert few / s.WEEKS_PER_YEAR == pytest.approx((0.6 * 1 + 0.2 * PRIOR_UNITS) / (1 + PRIOR_UNITS), rel=1e-3)
