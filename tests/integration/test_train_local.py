@@ -85,7 +85,7 @@ def test_evaluation_replays_the_service_in_three_views_for_every_method(training
     assert shares["repeat_purchase"] > shares["global_popularity"]
     assert metrics["ranker"]["auc"] > 0.6  # a random order of the catalogue has 0.5
     seasons = metrics["seasonality"]
-    assert set(seasons) == {"north", "south"} and set(seasons["north"]) == {"01", "04", "07", "10"}
+    assert set(seasons) == {"north", "south"} and set(seasons["north"]) == {"01", "04", "07", "10", "12"}
     cell = seasons["south"]["07"]["seasonal_popularity"]
     assert cell["requests"] > 0 and 0 <= cell["in_season_share@10"] + cell["off_season_rate@10"] <= 1
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["views"] == json.loads(json.dumps(views))

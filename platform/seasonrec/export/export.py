@@ -56,6 +56,7 @@ def parity_batches(training_set: Path, model: SeasonalRanker, vocab) -> list[Arr
     The graph takes titles as an input, so the checkpoint's own titles are passed for each candidate.
     """
     arrays, _ = load_groups(training_set, vocab, model.config.history_length, max_groups=PARITY_GROUPS)
+    arrays = {k: v for k, v in arrays.items() if k in s.RANKER_INPUTS}  # the model's inputs, not training's extras
     arrays["cand_titles"] = model.item_titles[torch.from_numpy(arrays["cand_ids"])].numpy()
     n = len(arrays["region"])
     if n < 2:
