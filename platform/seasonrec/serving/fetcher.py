@@ -192,7 +192,7 @@ class FeatureReader(OnlineReader):
         return {**stats, **history, **repeats}
 
     def pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
-        """(item, seasonal score) for the region and ISO week of `at`, topped up from all regions."""
+        """(item, seasonal score) for the region and ISO week of `at`, topped up as `pool_scopes` says."""
         week = at.isocalendar().week
         return merge_pools(
             self._read(s.SEASONAL_POOLS, [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in pool_scopes(region)])
