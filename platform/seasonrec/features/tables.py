@@ -145,7 +145,7 @@ def item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("rebuys").cum_sum().over(**running).cast(pl.Int64).alias(s.REBUY_DAYS),
     )
     demand = _demand(_purchases(events), [s.ITEM_ID], s.DEMAND_BY_WEEK, s.TOTAL_SALES)
-    return demand.join(counts, on=[s.ITEM_ID, s.FEATURE_TS], how="left")
+    return demand.join(counts, on=[s.ITEM_ID, s.FEATURE_TS], how="left", maintain_order="left")
 
 
 def region_item_demand(events: pl.LazyFrame) -> pl.LazyFrame:

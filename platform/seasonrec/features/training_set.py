@@ -31,6 +31,7 @@ GROUP = "group"
 # ranker's score in training (Bengio and Senecal 2008; Yi et al., RecSys 2019), so oversampling a buyer's own items
 # as negatives teaches which of them comes next without teaching that bought items are unlikely.
 LOG_Q = "log_q"
+DRAWS_SCHEMA = {GROUP: pl.UInt32, "slot": pl.Int64, s.ITEM_ID: pl.String, "pool": pl.Int64}  # history_negatives
 JUST_BEFORE = timedelta(microseconds=1)
 GROUPS_PER_CHUNK = 25_000
 
@@ -45,7 +46,7 @@ def history_negatives(
     next, which is most of what a repeat buyer buys. An item bought in the same basket is never a negative.
     """
     if per_group == 0 or positives.is_empty():
-        return pl.DataFrame(schema={GROUP: pl.UInt32, "slot": pl.Int64, s.ITEM_ID: pl.String, "pool": pl.Int64})
+        return pl.DataFrame(schema=DRAWS_SCHEMA)
     firsts = purchases.group_by(s.USER_ID, s.ITEM_ID).agg(pl.col(s.EVENT_TS).min().dt.epoch("s").alias("first"))
     users = {u: i for i, u in enumerate(firsts[s.USER_ID].unique().sort().to_list())}
     # One sorted key per (user, first purchase): a user's items bought before t are one contiguous run.
@@ -118,7 +119,7 @@ def label_rows(
     chosen = catalogue[s.ITEM_ID].to_numpy()[picks]
     positives = positives.with_row_index(GROUP)
     from_history = min(from_history, negatives)
-    drawn = history_negatives(positives, pl.DataFrame(), 0, rng)
+    drawn = pl.DataFrame(schema=DRAWS_SCHEMA)
     if from_history:
         bought = events.filter(pl.col(s.EVENT_TYPE) == "purchase").select(s.USER_ID, s.ITEM_ID, s.EVENT_TS)
         if end:
