@@ -196,7 +196,8 @@ class Catalogue:
 
     @lru_cache(maxsize=4)  # noqa: B019  (one Catalogue per evaluation; a week's groups come together)
     def _global_demand(self, at: datetime) -> list:
-        return self._profiles(at, self.demand, s.ITEM_DEMAND_FEATURES)
+        """(profile, units, buy days, re-buy days) per item: one as-of join for the week, whatever the region."""
+        return self._profiles(at, self.demand, (*s.ITEM_DEMAND_FEATURES, *s.ITEM_REBUY_FEATURES))
 
     @lru_cache(maxsize=8)  # noqa: B019
     def _hemisphere_demand(self, at: datetime, half: str) -> list:
@@ -206,12 +207,12 @@ class Catalogue:
     def _demand(self, at: datetime, region: str) -> dict[str, np.ndarray]:
         """Each item's demand index this week, its level, and its units sold, as `features.context` computes them."""
         week = at.isocalendar().week
-        everywhere = self._global_demand(at)
+        everywhere = [(profile, units) for profile, units, _, _ in self._global_demand(at)]
+        rebuys = [(buys, again) for _, _, buys, again in self._global_demand(at)]
         halves = self._hemisphere_demand(at, hemisphere(region))
         frame = self.region_demand.get(region)
         regional = self._profiles(at, frame, s.REGION_ITEM_DEMAND_FEATURES, **{s.REGION: region})
         found = [week_demand(week, r, h, g) for r, h, g in zip(regional, halves, everywhere, strict=True)]
-        rebuys = self._profiles(at, self.demand, s.ITEM_REBUY_FEATURES)
         return {
             "rebuy_share": np.array([np.nan if (r := rebuy_share(b, a)) is None else r for b, a in rebuys]),
             "item_week_demand": np.array([np.nan if d is None else d for d, _ in found]),

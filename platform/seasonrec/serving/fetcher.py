@@ -214,44 +214,35 @@ class FeatureReader(OnlineReader):
 
     def neighbours_of(self, item_ids: list[str]) -> Neighbours:
         """The `item_neighbours` rows of these items, cached: they change only when materialized."""
-        missing = [i for i in item_ids if self.neighbours.get(i) is None]
-        if missing:
-            for item, row in zip(
-                missing, self._read(s.ITEM_NEIGHBOURS, [{s.ITEM_ID: i} for i in missing]), strict=True
-            ):
-                self.neighbours.put(item, row)
-        return Neighbours.from_rows(item_ids, (self.neighbours.get(i) or {} for i in item_ids))
+        return Neighbours.from_rows(item_ids, self._cached(self.neighbours, {}, (s.ITEM_NEIGHBOURS,), item_ids))
 
     def bought(self, user_id: str, item_ids: list[str]) -> list[dict[str, Any]]:
         """The user's own purchases of each item (`user_item_stats`), in order; {} for never bought."""
         return self._read(s.USER_ITEM_STATS, [{s.USER_ID: user_id, s.ITEM_ID: i} for i in item_ids])
 
     def item_rows(self, item_ids: list[str], region: str) -> list[dict[str, Any]]:
-        """Profile and demand (cached) plus the regional trend, for each item, in order."""
-        missing = [i for i in item_ids if self.items.get(i) is None]
-        if missing:
-            profiles = self._read(s.ITEM_PROFILE, [{s.ITEM_ID: i} for i in missing])
-            demand = self._read(s.ITEM_DEMAND, [{s.ITEM_ID: i} for i in missing])
-            for item, p, d in zip(missing, profiles, demand, strict=True):
-                p.pop(s.TITLE_EMBEDDING, None)  # the Scorer keeps its own (TitleEmbeddings)
-                self.items.put(item, {**p, **d})
+        """Profile and demand plus the regional trend and demand, for each item, in order; all cached."""
+        # The Scorer keeps its own title embeddings (TitleEmbeddings): 384 floats an item need not sit here too.
+        items = self._cached(self.items, {}, (s.ITEM_PROFILE, s.ITEM_DEMAND), item_ids, drop=(s.TITLE_EMBEDDING,))
         # Trends and regional demand change when materialized (daily); the TTL bounds how stale one can be.
-        regional = self._cached(self.trends, s.REGION, region, (s.REGION_ITEM_TRENDS, s.REGION_ITEM_DEMAND), item_ids)
-        half = hemisphere(region)
-        halves = self._cached(self.hemisphere_demand, s.HEMISPHERE, half, (s.HEMISPHERE_ITEM_DEMAND,), item_ids)
-        return [
-            {s.ITEM_ID: i, **(self.items.get(i) or {}), **r, **h}
-            for i, r, h in zip(item_ids, regional, halves, strict=True)
-        ]
+        regional = self._cached(self.trends, {s.REGION: region}, (s.REGION_ITEM_TRENDS, s.REGION_ITEM_DEMAND), item_ids)
+        halves = self._cached(
+            self.hemisphere_demand, {s.HEMISPHERE: hemisphere(region)}, (s.HEMISPHERE_ITEM_DEMAND,), item_ids
+        )
+        return [{s.ITEM_ID: i, **p, **r, **h} for i, p, r, h in zip(item_ids, items, regional, halves, strict=True)]
 
-    def _cached(self, cache: TTLCache, key: str, value: str, views: tuple[str, ...], item_ids: list[str]) -> list[dict]:
-        """The rows of `views` for (`key` = `value`, item), merged per item, through `cache`."""
-        stale = [i for i in item_ids if cache.get((i, value)) is None]
+    def _cached(
+        self, cache: TTLCache, keys: dict[str, str], views: tuple[str, ...], item_ids: list[str], drop: tuple = ()
+    ) -> list[dict]:
+        """The rows of `views` for each item (and the other entity `keys`), merged per item, through `cache`."""
+        scope = tuple(keys.values())
+        stale = [i for i in item_ids if cache.get((i, *scope)) is None]
         if stale:
-            reads = [self._read(view, [{s.ITEM_ID: i, key: value} for i in stale]) for view in views]
+            reads = [self._read(view, [{s.ITEM_ID: i, **keys} for i in stale]) for view in views]
             for item, *rows in zip(stale, *reads, strict=True):
-                cache.put((item, value), {k: v for row in rows for k, v in row.items()})
-        return [cache.get((i, value)) or {} for i in item_ids]
+                merged = {k: v for row in rows for k, v in row.items() if k not in drop}
+                cache.put((item, *scope), merged)
+        return [cache.get((i, *scope)) or {} for i in item_ids]
 
     def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
         """Everything the scorer and the re-ranker need for one request."""
