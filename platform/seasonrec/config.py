@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from seasonrec.errors import SeasonrecError
 
@@ -70,6 +70,10 @@ class IngestConfig(_Model):
     # Timestamps outside [oldest, now + future_tolerance_days] are rejected, not clipped.
     oldest: date = date(1995, 1, 1)
     future_tolerance_days: int = Field(1, ge=0)
+    # Upper bounds of a plausible row: above them a price or quantity is a typo or an attack, and the row
+    # is rejected with a reason of its own (NaN and infinity always are).
+    max_price: float = Field(100_000.0, gt=0)
+    max_quantity: float = Field(100_000.0, gt=0)
 
 
 class FeaturesConfig(_Model):
@@ -93,6 +97,9 @@ class FeastConfig(_Model):
     profile: Literal["embedded", "redis"] = "embedded"
     repo_path: Path = Path("feature_repo")
     redis_connection: str = "127.0.0.1:6379"
+    # Redis AUTH password: from the environment (SEASONREC__FEAST__REDIS_PASSWORD, a Kubernetes Secret in the
+    # chart), never in a settings file; it is added to the connection only when the store is opened.
+    redis_password: SecretStr | None = None
     # Feast namespaces every key by project, so tests and environments can share one Redis.
     project: str = "seasonrec"
     # A feature_store.yaml to use instead of the profile's file in repo_path (the chart mounts one).
@@ -152,6 +159,22 @@ class ServingConfig(_Model):
     # Item profiles change only when materialized: keep this many in memory, this long.
     item_cache_size: int = Field(50_000, gt=0)
     item_cache_ttl_s: float = Field(300.0, gt=0)
+    # Largest request body; a longer one is a 413, refused from Content-Length before it is read.
+    max_body_bytes: int = Field(256 * 1024, gt=0)
+    # A request's or event's `at` must lie in [now - at_past_days, now + at_future_s]: outside it is a 422.
+    at_past_days: int = Field(3_650, gt=0)
+    at_future_s: float = Field(300.0, ge=0)
+    # Events for users the online store has never seen (new customers) per minute, per Ingress replica.
+    new_user_events_per_minute: int = Field(600, ge=0)
+
+
+class AuthConfig(_Model):
+    # The bearer token every write (POST /v1/events, DELETE ...) must carry, compared in constant time.
+    # Set it from the environment (SEASONREC__AUTH__WRITE_TOKEN; the chart reads a Kubernetes Secret), never
+    # in a file in the repository. Unset: writes are refused (`seasonrec serve start` makes one for its stack).
+    write_token: SecretStr | None = None
+    # Require the same token on reads (recommendations) too.
+    protect_reads: bool = False
 
 
 class Settings(_Model):
@@ -163,6 +186,7 @@ class Settings(_Model):
     train: TrainConfig = TrainConfig()
     triton: TritonConfig = TritonConfig()
     serving: ServingConfig = ServingConfig()
+    auth: AuthConfig = AuthConfig()
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import polars as pl
 import pytest
@@ -209,3 +211,70 @@ def test_malformed_date_option_is_a_usage_error(tmp_path, capsys, config):
     err = capsys.readouterr().err
     assert "01/05/2024" in err
     assert "Traceback" not in err
+
+
+RETAIL_HEADER = b"Invoice,StockCode,Description,Quantity,InvoiceDate,Price,Customer ID,Country\n"
+RETAIL_LINE = b"536365,85123A,HEART HOLDER,6,2010-12-01 08:26:00,2.55,17850,United Kingdom\n"
+
+
+def _nested_parquet(path):
+    frame = pl.read_csv(RETAIL_HEADER + RETAIL_LINE)
+    frame.with_columns(Tags=pl.lit(["gift", "heart"])).write_parquet(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "words"),
+    [
+        ("latin1.csv", lambda p: p.write_bytes(RETAIL_HEADER + RETAIL_LINE.replace(b"HEART", b"C\xc6UR")), "UTF-8"),
+        ("ragged.csv", lambda p: p.write_bytes(RETAIL_HEADER + RETAIL_LINE + RETAIL_LINE[:-1] + b",x\n"), "line 3"),
+        ("corrupt.xlsx", lambda p: p.write_bytes(b"PK\x03\x04 half a zip"), "xlsx"),
+        ("nested.parquet", _nested_parquet, "'Tags'"),
+    ],
+)
+def test_unreadable_file_is_one_error_line_naming_the_file(tmp_path, capsys, config, name, write, words):
+    path = tmp_path / name
+    write(path)
+    code, out, err = _ingest(capsys, config, path, tmp_path / "out")
+    assert code == 2
+    assert out == ""
+    _assert_one_line_error(err)
+    assert str(path) in err
+    assert words in err
+    for parser_words in ("calamine", "Zip", "Schema", "ComputeError", "truncate_ragged_lines", "polars"):
+        assert parser_words not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_error_line_prints_markup_and_escape_bytes_literally(tmp_path, capsys, config):
+    name = "\x1b[2J\x1b[31m[bold red]x[/].csv"
+    code, _, err = _ingest(capsys, config, tmp_path / name, tmp_path / "out")
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "\x1b" not in err
+    assert "\\x1b[2J\\x1b[31m[bold red]x[/].csv" in err
+
+
+def test_column_names_from_the_file_cannot_rewrite_the_terminal(tmp_path, capsys, config):
+    path = tmp_path / "retail.csv"
+    path.write_text("Invoice,\x1b]0;owned\x07StockCode\n536365,85123A\n")
+    code, _, err = _ingest(capsys, config, path, tmp_path / "out")
+    assert code == 2
+    _assert_one_line_error(err)
+    assert "\x1b" not in err and "\x07" not in err
+    assert "\\x1b]0;owned\\x07StockCode" in err
+
+
+def test_log_lines_show_escape_bytes_from_file_names_literally(tmp_path, config):
+    # Run as a real process: under pytest the root logger already has pytest's handlers.
+    folder = tmp_path / "\x1b[31mshop"
+    folder.mkdir()
+    (folder / "retail.csv").write_bytes(RETAIL_HEADER + RETAIL_LINE)
+    argv = ["--config", config, "data", "ingest", "--source", "online-retail", "--input", folder / "retail.csv"]
+    argv += ["--out", tmp_path / "out"]
+    done = subprocess.run(
+        [sys.executable, "-m", "seasonrec.cli", *map(str, argv)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ingested" in done.stderr
+    assert "\x1b" not in done.stderr
+    assert "\\x1b[31mshop" in done.stderr

@@ -17,7 +17,16 @@ import polars as pl
 from seasonrec import schema as s
 from seasonrec.config import IngestConfig
 from seasonrec.data import online_retail
-from seasonrec.data.validate import Check, canonical_checks, find_table, scan_table, split_rows, staged, time_bounds
+from seasonrec.data.validate import (
+    Check,
+    canonical_checks,
+    find_table,
+    read_error,
+    scan_table,
+    split_rows,
+    staged,
+    time_bounds,
+)
 from seasonrec.errors import InputError, SeasonrecError
 
 log = logging.getLogger(__name__)
@@ -30,6 +39,13 @@ def _time_checks(column: str, cfg: IngestConfig, future: bool = True) -> list[Ch
     checks = [Check("ancient_timestamp", staged(column) < low)]
     if future:
         checks.append(Check("future_timestamp", staged(column) > high))
+    return checks
+
+
+def _amount_checks(cfg: IngestConfig, quantity: bool = True) -> list[Check]:
+    checks = [Check("price_above_max", staged(s.PRICE) > cfg.max_price)]
+    if quantity:
+        checks.append(Check("quantity_above_max", staged(s.QUANTITY) > cfg.max_quantity))
     return checks
 
 
@@ -48,9 +64,13 @@ def _summary(rows_in: int, accepted: pl.DataFrame, rejected: pl.DataFrame, where
 def _split(
     lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check], where: Path
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    rows_in = lf.select(pl.len()).collect().item()
     accepted, rejected = split_rows(lf, typed, checks)
-    accepted_df, rejected_df = pl.collect_all([accepted, rejected], engine="streaming")
+    # CSV cells are parsed only here, so a bad encoding or a ragged line surfaces here too.
+    try:
+        rows_in = lf.select(pl.len()).collect().item()
+        accepted_df, rejected_df = pl.collect_all([accepted, rejected], engine="streaming")
+    except pl.exceptions.PolarsError as exc:
+        raise read_error(where, exc) from exc
     return accepted_df, rejected_df, _summary(rows_in, accepted_df, rejected_df, where)
 
 
@@ -69,10 +89,12 @@ def _ingest_canonical(
     checks += [
         Check("negative_price", staged(s.PRICE) < 0),
         Check("negative_stock", staged(s.STOCK) < 0),
+        *_amount_checks(cfg, quantity=False),
         *_time_checks(s.LAUNCH_TS, cfg, future=False),
+        # An id's first row defines the item; a later one is a conflicting copy, not an update.
+        Check("duplicate_item_id", ~staged(s.ITEM_ID).is_first_distinct()),
     ]
     items, items_rejected, items_summary = _split(items_lf, typed, checks, items_path)
-    items = items.unique(s.ITEM_ID, keep="last", maintain_order=True)
 
     events_lf = scan_table(events_path).with_row_index(s.SOURCE_ROW)
     typed, checks = canonical_checks(events_path, events_lf, s.EVENTS_COLUMNS)
@@ -84,6 +106,7 @@ def _ingest_canonical(
         Check("invalid_event_type", ~staged(s.EVENT_TYPE).is_in(list(s.EVENT_TYPES))),
         Check("non_positive_quantity", staged(s.QUANTITY) <= 0),
         Check("negative_price", staged(s.PRICE) < 0),
+        *_amount_checks(cfg),
         *_time_checks(s.EVENT_TS, cfg),
         Check("unknown_item", pl.col("__known_item").is_null()),
     ]
@@ -96,7 +119,7 @@ def _ingest_online_retail(
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     raw = scan_table(input_path).with_row_index(s.SOURCE_ROW)
     lf, typed, checks = online_retail.events_frame(input_path, raw)
-    checks += _time_checks(s.EVENT_TS, cfg)
+    checks += [*_amount_checks(cfg), *_time_checks(s.EVENT_TS, cfg)]
     events, rejected, summary = _split(lf, typed, checks, input_path)
     items = online_retail.items_from_events(events.lazy()).collect()
     return events.drop(s.TITLE), rejected, items, pl.DataFrame(), summary

@@ -17,7 +17,15 @@ from pathlib import Path
 import polars as pl
 
 from seasonrec import schema as s
-from seasonrec.data.validate import Check, parse_timestamp_text, require_columns, staged, typed_column
+from seasonrec.data.validate import (
+    Check,
+    id_checks,
+    non_finite,
+    parse_timestamp_text,
+    require_columns,
+    staged,
+    typed_column,
+)
 from seasonrec.errors import InputError
 
 # Both published layouts, mapped to one set of names.
@@ -157,10 +165,13 @@ def events_frame(path: Path, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, 
     checks = [
         Check("invalid_date", staged(s.EVENT_TS).is_null()),
         Check("cancellation", pl.col("Invoice").cast(pl.String).str.starts_with("C")),
+        Check("non_finite_quantity", non_finite("Quantity", schema["Quantity"])),
         Check("non_positive_quantity", staged(s.QUANTITY).is_null() | (staged(s.QUANTITY) <= 0)),
         Check("missing_customer_id", staged(s.USER_ID).is_null()),
         Check("missing_stock_code", staged(s.ITEM_ID).is_null() | (staged(s.ITEM_ID) == "")),
+        *id_checks(s.ITEM_ID),
         Check("non_product_code", staged(s.ITEM_ID).is_in(sorted(NON_PRODUCT_CODES))),
+        Check("non_finite_price", non_finite("Price", schema["Price"])),
         Check("non_positive_price", staged(s.PRICE).is_null() | (staged(s.PRICE) <= 0)),
     ]
     return lf, typed, checks

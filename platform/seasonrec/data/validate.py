@@ -7,6 +7,7 @@ failed, so nothing is ever dropped silently.
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,10 @@ from seasonrec import schema as s
 from seasonrec.errors import InputError
 
 SUFFIXES = (".parquet", ".csv", ".xlsx")
+
+# The API refuses longer ids (serving.api.MAX_ID_LENGTH), so a longer one could never be asked for.
+MAX_ID_LENGTH = 128
+ID_COLUMNS = (s.USER_ID, s.ITEM_ID)
 
 
 def find_table(directory: Path, name: str) -> Path:
@@ -38,25 +43,60 @@ def scan_table(path: Path) -> pl.LazyFrame:
         parts = sorted(path.glob("*.parquet"))
         if not parts:
             raise InputError(path, "folder holds no .parquet files")
-        lf = pl.scan_parquet(parts)
+        lf = pl.scan_parquet(parts, glob=False)
     elif path.stat().st_size == 0:
         raise InputError(path, "file is empty")
     elif path.suffix == ".parquet":
-        lf = pl.scan_parquet(path)
+        # A name is a name: "[" in it is not a glob pattern.
+        lf = pl.scan_parquet(path, glob=False)
     elif path.suffix == ".csv":
         # Everything is read as text so a bad cell becomes a rejected row, not a failed read.
-        lf = pl.scan_csv(path, infer_schema=False)
+        lf = pl.scan_csv(path, infer_schema=False, glob=False)
     elif path.suffix == ".xlsx":
-        lf = pl.read_excel(path).lazy()
+        lf = _read_xlsx(path).lazy()
     else:
         raise InputError(path, f"unsupported file type '{path.suffix}' (use {', '.join(SUFFIXES)})")
     try:
+        schema = lf.collect_schema()
         empty = lf.select(pl.len()).collect().item() == 0
     except pl.exceptions.PolarsError as exc:
-        raise InputError(path, f"cannot be read ({str(exc).splitlines()[0]})") from exc
+        raise read_error(path, exc) from exc
     if empty:
         raise InputError(path, "file has no rows")
+    # A rejected row keeps its cells as text, and a list or struct has no honest one-cell text form.
+    for column, dtype in schema.items():
+        if dtype.is_nested():
+            raise InputError(path, f"nested type {dtype} is not supported (flatten it)", column=column)
     return lf
+
+
+def _read_xlsx(path: Path) -> pl.DataFrame:
+    from fastexcel import FastExcelError
+
+    try:
+        return pl.read_excel(path)
+    except (FastExcelError, pl.exceptions.PolarsError) as exc:
+        raise InputError(path, "file is not a readable .xlsx workbook (corrupt, encrypted or another format)") from exc
+
+
+def read_error(path: Path, exc: Exception) -> InputError:
+    """The one-line error for a file polars fails to parse, in our words rather than the parser's."""
+    text = str(exc).lower()
+    if path.suffix == ".csv" and ("utf-8" in text or "utf8" in text):
+        return InputError(path, "file is not UTF-8 text (save it as UTF-8)")
+    if path.suffix == ".csv" and "fields" in text:
+        line = _first_long_line(path)
+        where = f"line {line}" if line else "a line"
+        return InputError(path, f"{where} has more fields than the header (check quoting and separators)")
+    detail = str(exc).strip().splitlines() or [type(exc).__name__]
+    return InputError(path, f"cannot be read ({detail[0]})")
+
+
+def _first_long_line(path: Path) -> int | None:
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        rows = csv.reader(f)
+        width = len(next(rows, []))
+        return next((rows.line_num for row in rows if len(row) > width), None)
 
 
 def require_columns(lf: pl.LazyFrame, path: Path, columns: list[str]) -> pl.Schema:
@@ -149,6 +189,20 @@ def time_bounds(oldest: date, future_tolerance_days: int) -> tuple[datetime, dat
     return low, high
 
 
+def non_finite(column: str, dtype: pl.DataType) -> pl.Expr:
+    """True where a number cell holds NaN or an infinity, which float parsing accepts as numbers."""
+    raw = pl.col(column).str.strip_chars() if dtype == pl.String else pl.col(column)
+    return ~raw.cast(pl.Float64, strict=False).is_finite()
+
+
+def id_checks(column: str) -> list[Check]:
+    """An id the API could never be asked for, or that would rewrite a terminal it is printed on."""
+    return [
+        Check(f"{column}_too_long", staged(column).str.len_chars() > MAX_ID_LENGTH),
+        Check(f"{column}_control_character", staged(column).str.contains(r"\p{Cc}")),
+    ]
+
+
 def canonical_checks(path: Path, lf: pl.LazyFrame, columns: dict[str, str]) -> tuple[dict[str, pl.Expr], list[Check]]:
     """Typed expressions and the missing/invalid checks for each canonical column."""
     present = require_columns(lf, path, list(columns))
@@ -162,7 +216,11 @@ def canonical_checks(path: Path, lf: pl.LazyFrame, columns: dict[str, str]) -> t
             raw_missing = raw_missing | (pl.col(column).str.strip_chars() == "")
         if column not in s.NULLABLE_COLUMNS:
             checks.append(Check(f"missing_{column}", raw_missing))
+        if kind in ("int", "float"):
+            checks.append(Check(f"non_finite_{column}", non_finite(column, present[column])))
         checks.append(Check(f"invalid_{column}", ~raw_missing & staged(column).is_null()))
+        if column in ID_COLUMNS:
+            checks += id_checks(column)
     return typed, checks
 
 

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 class _Rule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # YAML reads `.nan` and `.inf` as floats; one such weight would make every score NaN or infinite.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Habitual(_Rule):
@@ -117,13 +118,16 @@ class Rules(_Rule):
 
 def load_rules(path: Path) -> Rules:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
         raise SeasonrecError(f"{path}: cannot read rules ({exc.strerror})") from exc
     except yaml.YAMLError as exc:
         raise SeasonrecError(f"{path}: not valid YAML ({exc.__class__.__name__})") from exc
+    # An empty file is more likely a truncated write than a wish for the defaults; `{}` asks for those.
+    if raw is None:
+        raise SeasonrecError(f"{path}: rules file is empty (write {{}} for the default rules)")
     if not isinstance(raw, dict):
-        raise SeasonrecError(f"{path}: top level must be a mapping")
+        raise SeasonrecError(f"{path}: top level must be a mapping, not {type(raw).__name__}")
     try:
         return Rules.model_validate(raw)
     except ValidationError as exc:
@@ -226,10 +230,12 @@ def rerank(
     """The top `k` after the rules; `purchases` maps item id to the Unix time of the user's last purchase."""
     now = at.timestamp()
     kept: list[Candidate] = []
+    barred: set[str] = set()  # out of stock or blocked: not even a pin brings these back
     for c in candidates:
-        if rules.filters.out_of_stock and c.stock is not None and c.stock <= 0:
-            continue
-        if c.category in rules.filters.blocked_categories:
+        if (rules.filters.out_of_stock and c.stock is not None and c.stock <= 0) or (
+            c.category in rules.filters.blocked_categories
+        ):
+            barred.add(c.item_id)
             continue
         if _recently_bought(c, rules.filters.recently_bought, purchases.get(c.item_id), now):
             continue
@@ -247,6 +253,7 @@ def rerank(
     pins = [(f"campaign:{camp.name}:pin", i) for camp in campaigns for i in camp.pin] + [
         ("pinned", i) for i in rules.pinned
     ]
+    pins = [(reason, item) for reason, item in pins if item not in barred]
     return _assemble(kept, pins, rules, k, now)
 
 

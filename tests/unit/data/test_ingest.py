@@ -30,6 +30,12 @@ BAD_EVENTS = {
     "invalid_event_ts": "U1,I2,yesterday,view,1,3.5,GB\n",
     "non_positive_quantity": "U2,I2,2024-01-02 10:00:00,purchase,0,3.5,DE\n",
     "negative_price": "U2,I2,2024-01-02 10:00:00,purchase,1,-3.5,DE\n",
+    "non_finite_price": "U1,I1,2024-01-01 10:00:00,view,1,nan,GB\n",
+    "price_above_max": "U1,I1,2024-01-01 10:00:00,view,1,1e308,GB\n",
+    "non_finite_quantity": "U1,I1,2024-01-01 10:00:00,purchase,inf,10.0,GB\n",
+    "quantity_above_max": "U1,I1,2024-01-01 10:00:00,purchase,200000,10.0,GB\n",
+    "user_id_too_long": f"{'U' * 129},I1,2024-01-01 10:00:00,view,1,10.0,GB\n",
+    "item_id_control_character": "U1,I\x1b[2J1,2024-01-01 10:00:00,view,1,10.0,GB\n",
 }
 
 
@@ -65,6 +71,61 @@ def test_each_bad_row_is_rejected_with_its_reason(tmp_path):
     assert _balanced(summary)
     by_reason = dict(zip(rejected[s.REASON], rejected[s.SOURCE_ROW], strict=True))
     assert by_reason == {reason: i + 1 for i, reason in enumerate(BAD_EVENTS)}
+
+
+@pytest.mark.parametrize("price", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_nan_and_infinite_prices_are_rejected(tmp_path, price):
+    folder = _write_canonical(tmp_path / "in", [GOOD_EVENT, f"U1,I1,2024-01-01 10:00:00,view,1,{price},GB\n"])
+    summary = ingest("canonical", folder, tmp_path / "out", CFG)
+    assert summary["rows_rejected"] == {"non_finite_price": 1}
+
+
+def test_price_and_quantity_bounds_come_from_config(tmp_path):
+    items_csv = ITEMS_CSV + "I3,Sofa,home,60.0,2023-01-01,1\nI4,Lamp,home,nan,2023-01-01,1\n"
+    rows = [GOOD_EVENT, "U1,I1,2024-01-01 10:00:00,view,1,60.0,GB\n", "U1,I1,2024-01-01 10:00:00,view,11,10.0,GB\n"]
+    folder = _write_canonical(tmp_path / "in", rows, items_csv)
+    summary = ingest("canonical", folder, tmp_path / "out", IngestConfig(max_price=50, max_quantity=10))
+    assert summary["rows_rejected"] == {"price_above_max": 1, "quantity_above_max": 1}
+    assert summary["items"]["rows_rejected"] == {"price_above_max": 1, "non_finite_price": 1}
+
+    assert ingest("canonical", folder, tmp_path / "out", CFG)["rows_rejected"] == {}
+
+
+def test_an_id_the_api_would_refuse_is_rejected(tmp_path):
+    long_item = "I" * 129
+    items_csv = ITEMS_CSV + f"{long_item},Kite,toys,1.0,2023-01-01,1\n" + "I\x073,Bell,toys,1.0,2023-01-01,1\n"
+    rows = [
+        GOOD_EVENT,
+        f"{'U' * 128},I1,2024-01-01 10:00:00,view,1,10.0,GB\n",
+        "U\x1b]0;x\x07,I1,2024-01-01,view,1,1,GB\n",
+    ]
+    folder = _write_canonical(tmp_path / "in", rows, items_csv)
+    summary = ingest("canonical", folder, tmp_path / "out", CFG)
+    assert summary["rows_accepted"] == 2
+    assert summary["rows_rejected"] == {"user_id_control_character": 1}
+    assert summary["items"]["rows_rejected"] == {"item_id_too_long": 1, "item_id_control_character": 1}
+
+
+def test_duplicate_item_rows_are_rejected_and_the_first_row_defines_the_item(tmp_path):
+    items_csv = ITEMS_CSV + "I1,Beach Towel XL,outdoor,99.0,2023-01-01,5\n I2 ,Mug,kitchen,3.5,2023-01-01,\n"
+    folder = _write_canonical(tmp_path / "in", [GOOD_EVENT], items_csv)
+    summary = ingest("canonical", folder, tmp_path / "out", CFG)
+
+    assert summary["items"]["rows_in"] == 4
+    assert summary["items"]["rows_accepted"] == 2
+    assert summary["items"]["rows_rejected"] == {"duplicate_item_id": 2}
+    items = pl.read_parquet(tmp_path / "out" / "items.parquet").sort(s.ITEM_ID)
+    assert items[s.PRICE].to_list() == [10.0, 3.5]
+    rejected = pl.read_parquet(tmp_path / "out" / "items_rejected.parquet")
+    assert rejected[s.SOURCE_ROW].to_list() == [2, 3]
+
+
+def test_identical_event_lines_are_kept_as_separate_events(tmp_path):
+    # Two scans of one product in one basket are two identical lines; see docs/architecture.md.
+    folder = _write_canonical(tmp_path / "in", [GOOD_EVENT, GOOD_EVENT, GOOD_EVENT])
+    summary = ingest("canonical", folder, tmp_path / "out", CFG)
+    assert summary["rows_accepted"] == 3
+    assert pl.read_parquet(tmp_path / "out" / "events.parquet").height == 3
 
 
 def test_rejected_rows_keep_their_original_values(tmp_path):

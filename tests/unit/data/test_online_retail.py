@@ -225,3 +225,26 @@ def test_empty_csv_is_an_input_error(tmp_path):
     path.write_text(",".join(COLUMNS) + "\n")
     with pytest.raises(InputError, match="no rows"):
         ingest("online-retail", path, tmp_path / "out", CFG)
+
+
+def test_impossible_prices_quantities_and_stock_codes_are_rejected_with_their_own_reasons(tmp_path):
+    good = ROWS[0]
+    rows = [
+        good,
+        good[:5] + (float("nan"),) + good[6:],
+        good[:5] + (float("inf"),) + good[6:],
+        good[:5] + (1e308,) + good[6:],
+        good[:3] + (250_000,) + good[4:],
+        (good[0], "85123A\x1b[2J") + good[2:],
+        (good[0], "9" * 129) + good[2:],
+    ]
+    summary, events, _, _ = _ingest(tmp_path, _frame(rows))
+
+    assert summary["rows_accepted"] == 1 == events.height
+    assert summary["rows_rejected"] == {
+        "non_finite_price": 2,
+        "price_above_max": 1,
+        "quantity_above_max": 1,
+        "item_id_control_character": 1,
+        "item_id_too_long": 1,
+    }

@@ -148,3 +148,18 @@ def test_nullable_column_may_be_empty_but_not_invalid():
     accepted, rejected = (x.collect() for x in split_rows(lf, typed, checks))
     assert accepted[s.STOCK].to_list() == [None, 5]
     assert rejected[s.REASON].to_list() == ["invalid_stock"]
+
+
+@pytest.mark.parametrize("name", ["sale [2024].csv", "sale [2024].parquet"])
+def test_brackets_in_a_file_name_are_not_a_glob(tmp_path, name):
+    path = tmp_path / name
+    frame = pl.DataFrame({"a": ["1", "2"]})
+    frame.write_csv(path) if name.endswith(".csv") else frame.write_parquet(path)
+    assert scan_table(path).collect()["a"].to_list() == ["1", "2"]
+
+
+def test_ingest_id_limit_is_the_apis():
+    from seasonrec.data.validate import MAX_ID_LENGTH
+    from seasonrec.serving.api import MAX_ID_LENGTH as API_MAX_ID_LENGTH
+
+    assert MAX_ID_LENGTH == API_MAX_ID_LENGTH
