@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +21,20 @@ from seasonrec.errors import SeasonrecError
 from seasonrec.schema import THEMES_FILE
 
 log = logging.getLogger("seasonrec")
+
+# File names, column headers and ids come from the user's data: an ESC byte among them would recolour or rewrite
+# the terminal they are printed on, so every control character is shown as its escape (\x1b) instead.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def terminal_text(text: str) -> str:
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+class _TerminalFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        # Line breaks stay: a traceback under --debug is several lines on purpose.
+        return "\n".join(terminal_text(line) for line in super().format(record).split("\n"))
 
 
 def _timestamp(text: str) -> datetime:
@@ -329,7 +344,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
     p.add_argument(
-        "what", choices=["ingest", "generate", "features", "online", "train", "scoring", "serve", "evaluate"]
+        "what",
+        choices=["ingest", "generate", "features", "online", "train", "scoring", "serve", "evaluate", "chaos"],
     )
     p.add_argument("--training-set", type=Path, help="train: the training set to time on; scoring: parity batches")
     p.add_argument("--checkpoint", type=Path, help="scoring: the ranker (default: <data_dir>/checkpoints/ranker)")
@@ -339,9 +355,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--events", type=int, default=1_000_000, help="features: synthetic events to aim for")
     p.add_argument("--users", type=int, default=1_000_000, help="generate: synthetic users")
     p.add_argument("--items", type=int, default=200, help="online: items per request")
-    p.add_argument("--requests", type=int, default=300, help="online, scoring, serve: timed requests per line")
+    p.add_argument(
+        "--requests", type=int, default=300, help="online, scoring, serve: timed requests per line; chaos: in all"
+    )
     p.add_argument("--candidates-per-request", type=int, default=200, help="serve: candidates in each request")
-    p.add_argument("--seconds", type=float, default=120.0, help="serve: time limit per concurrency level")
+    p.add_argument(
+        "--seconds", type=float, default=120.0, help="serve: time limit per concurrency level; chaos: the run's length"
+    )
     p.add_argument(
         "--shape",
         default="20833,179,1500,13",
@@ -354,12 +374,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         settings = load_settings(args.config)
         args.run(args, settings)
     except SeasonrecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_text(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -367,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = terminal_text(str(exc).strip().splitlines()[0]) if str(exc).strip() else ""
         print(f"error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
         return 1
     return 0

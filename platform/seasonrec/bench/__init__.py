@@ -65,7 +65,7 @@ def record(title: str, command: str, rows: list[dict]) -> str:
 
 
 def run(what: str, settings: Settings, args) -> dict:
-    from seasonrec.bench import evaluation, online, pipeline, scoring, serve
+    from seasonrec.bench import chaos, evaluation, online, pipeline, scoring, serve
 
     if what == "ingest":
         title, rows = pipeline.bench_ingest(settings, args.input)
@@ -79,6 +79,8 @@ def run(what: str, settings: Settings, args) -> dict:
         title, rows = serve.bench_serve(settings, args)
     elif what == "evaluate":
         title, rows = evaluation.bench_evaluate(settings, args.shape)
+    elif what == "chaos":
+        title, rows = chaos.bench_chaos(settings, args)
     elif what == "scoring":
         title, rows = scoring.bench_scoring(settings, args)
     else:

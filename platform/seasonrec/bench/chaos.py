@@ -1,0 +1,329 @@
+"""`seasonrec bench chaos`: closed-loop load while the stack's parts fail and come back.
+
+The run builds a stack of its own beside whatever is running: Feast's Redis
+profile against a redis-server it starts on a free port (never the machine's
+Redis), the embedded Triton and Ray Serve, all on free ports, under
+`<data_dir>/chaos/`. Four clients send recommendations and purchase events
+without pause while, one after another:
+
+- Triton is killed (SIGKILL) and started again;
+- the Redis server is stopped and started again (its append-only file keeps what was accepted);
+- a broken `rules.yaml` replaces the live one, then a good one;
+- a new model version is published and swapped in.
+
+A client treats a 503 to an event as the API means it: not recorded, try again
+later. It retries that event until it is accepted or the run ends, so an event
+is either accepted or reported as refused. Afterwards every accepted event is
+looked for in the online history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from seasonrec import schema as s
+from seasonrec.config import Settings
+from seasonrec.errors import SeasonrecError
+from seasonrec.processes import free_port
+from seasonrec.progress import progress
+
+AT = "2024-12-10T12:00:00+00:00"  # recommendations are asked for inside the shop's log
+EVENT_EVERY = 4  # one request in four is a purchase event
+
+
+@dataclass
+class Fault:
+    name: str
+    injected: float  # monotonic time the fault began
+    repaired: float = 0.0  # the repair step finished
+    recovered: float | None = None  # the first healthy answer after the repair
+
+
+@dataclass
+class Tally:
+    """What the clients saw, and when (monotonic seconds) each healthy answer came."""
+
+    sent: int = 0
+    statuses: Counter = field(default_factory=Counter)  # (recommendation | event, HTTP status)
+    degraded: int = 0
+    transport_errors: int = 0
+    refused_events: int = 0  # 503 answers to events: not recorded, retried
+    accepted: list[tuple[str, str, int]] = field(default_factory=list)  # (user, item, at seconds)
+    unaccepted: int = 0  # events still refused when the run ended
+    healthy: list[float] = field(default_factory=list)
+
+
+def _redis(port: int, folder: Path) -> subprocess.Popen:
+    """A redis-server of this run's own. `appendfsync always`: an event acknowledged is on disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", "",
+         "--appendonly", "yes", "--appendfsync", "always"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.1)
+    raise SeasonrecError(f"redis-server on port {port} did not start (is redis-server installed?)")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def chaos_settings(settings: Settings, root: Path, redis_port: int) -> Settings:
+    """`settings` moved to `root` and free ports: its own Feast project, Redis, Triton, Serve and rules."""
+    from seasonrec.export.repository import ModelRepository
+
+    features = settings.paths.features
+    if not (features / f"{s.ITEM_PROFILE}.parquet").is_file():
+        raise SeasonrecError(f"{features}: no features; run `seasonrec features build` (or `make demo`) first")
+    repository = settings.paths.resolve(settings.triton.repository)
+    versions = ModelRepository(repository, settings.triton.model).versions()
+    if not versions:
+        raise SeasonrecError(f"{repository}: no model version; run `seasonrec export` (or `make demo`) first")
+    shutil.copytree(features, root / "features")
+    # Only the newest version: the run publishes another beside it, never into the shop's repository.
+    model = root / "repository" / settings.triton.model
+    shutil.copytree(repository / settings.triton.model, model, ignore=shutil.ignore_patterns("[0-9]*", ".staging*"))
+    shutil.copytree(repository / settings.triton.model / str(versions[-1]), model / "1")
+    rules = root / "rules.yaml"
+    shutil.copy(settings.paths.resolve(settings.serving.rules_path), rules)
+    return settings.model_copy(
+        update={
+            "paths": settings.paths.model_copy(update={"data_dir": root}),
+            "feast": settings.feast.model_copy(
+                update={
+                    "profile": "redis",
+                    "redis_connection": f"127.0.0.1:{redis_port}",
+                    "project": f"chaos_{uuid.uuid4().hex[:8]}",
+                }
+            ),
+            "triton": settings.triton.model_copy(
+                update={
+                    "repository": root / "repository",
+                    "http_port": free_port(),
+                    "grpc_port": free_port(),
+                    "metrics_port": free_port(),
+                }
+            ),
+            "serving": settings.serving.model_copy(update={"port": free_port(), "rules_path": rules}),
+        }
+    )
+
+
+class ChaosRun:
+    """The stack under test and the faults done to it."""
+
+    def __init__(self, settings: Settings, root: Path):
+        self.root = root
+        self.redis_port = free_port()
+        self.redis_dir = root / "redis"
+        self.settings = chaos_settings(settings, root, self.redis_port)
+        self.redis: subprocess.Popen | None = None
+        self.stack = None
+
+    def start(self) -> None:
+        from seasonrec.features import store as feast_store
+        from seasonrec.serving.stack import ServeStack
+
+        self.redis = _redis(self.redis_port, self.redis_dir)
+        feast_store.apply(self.settings)
+        feast_store.materialize(self.settings)
+        self.stack = ServeStack(self.settings)
+        self.stack.start()
+
+    def close(self) -> None:
+        if self.stack is not None:
+            self.stack.stop()
+        if self.redis is not None:
+            _stop(self.redis)
+
+    # --- the faults: each returns once its repair is done -----------------------------------------
+    def kill_triton(self, down_s: float) -> None:
+        from seasonrec.triton.server import TritonServer
+
+        triton = TritonServer(self.settings)
+        os.killpg(triton.state()["pid"], signal.SIGKILL)
+        time.sleep(down_s)
+        triton.stop()  # the recorded server is gone: this only clears its state
+        triton.start()
+
+    def restart_redis(self, down_s: float) -> None:
+        _stop(self.redis)
+        time.sleep(down_s)
+        self.redis = _redis(self.redis_port, self.redis_dir)
+
+    def break_rules(self, down_s: float) -> None:
+        path = self.settings.serving.rules_path
+        good = path.read_text()
+        path.write_text("campaigns: [{name: broken, start: 2024-12-30, end: 2024-12-01}]\n")
+        time.sleep(down_s)
+        path.write_text(good)
+
+    def swap_model(self, down_s: float) -> None:
+        from seasonrec.export.repository import ModelRepository
+        from seasonrec.triton.server import TritonServer
+
+        repository = ModelRepository(self.settings.triton.repository, self.settings.triton.model)
+        live = repository.versions()[-1]
+        target = repository.next_version()
+        with repository.staging(target) as stage:
+            shutil.copytree(repository.model_dir / str(live), stage, dirs_exist_ok=True)
+        TritonServer(self.settings).swap(target)
+
+
+FAULTS = ("kill_triton", "restart_redis", "break_rules", "swap_model")
+
+
+async def _load(run: ChaosRun, token: str, tally: Tally, stop: asyncio.Event, requests: int) -> None:
+    import httpx
+    import polars as pl
+
+    from seasonrec.features.store import sample_users
+
+    settings = run.settings
+    users = sample_users(settings, 2_000)
+    items = pl.read_parquet(settings.paths.features / f"{s.ITEM_PROFILE}.parquet", columns=[s.ITEM_ID])
+    catalogue = items[s.ITEM_ID].unique().sort().to_list()
+    base = f"http://{settings.serving.host}:{settings.serving.port}"
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def event(http: httpx.AsyncClient, n: int) -> None:
+        user, item = users[n % len(users)], catalogue[(n * 7919) % len(catalogue)]
+        while True:
+            at = datetime.now(UTC).replace(microsecond=0)
+            body = {"user_id": user, "item_id": item, "event_type": "purchase", "at": at.isoformat()}
+            reply = await http.post(f"{base}/v1/events", json=body, headers=auth)
+            tally.statuses["event", reply.status_code] += 1
+            if reply.status_code == 200:
+                tally.accepted.append((user, item, int(at.timestamp())))
+                tally.healthy.append(time.monotonic())
+                return
+            if reply.status_code != 503 or stop.is_set():
+                tally.unaccepted += 1
+                return
+            tally.refused_events += 1
+            await asyncio.sleep(float(reply.headers.get("retry-after", "0.2") or 0.2))
+
+    async def recommend(http: httpx.AsyncClient, n: int) -> None:
+        body = {"user_id": users[n % len(users)], "k": 10, "region": "GB", "at": AT}
+        reply = await http.post(f"{base}/v1/recommendations", json=body)
+        tally.statuses["recommendation", reply.status_code] += 1
+        if reply.status_code == 200:
+            if reply.json()["degraded"]:
+                tally.degraded += 1
+            else:
+                tally.healthy.append(time.monotonic())
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            while not stop.is_set() and tally.sent < requests:
+                n = tally.sent
+                tally.sent += 1
+                try:
+                    await (event(http, n // EVENT_EVERY) if n % EVENT_EVERY == 0 else recommend(http, n))
+                except httpx.HTTPError:
+                    tally.transport_errors += 1
+
+    await asyncio.gather(*(client() for _ in range(4)))
+
+
+def _lost(settings: Settings, accepted: list[tuple[str, str, int]]) -> int:
+    """Accepted events missing from the online history."""
+    from seasonrec.serving.fetcher import FeatureReader
+
+    reader = FeatureReader(settings)
+    wanted: dict[str, Counter] = {}
+    for user, item, at in accepted:
+        wanted.setdefault(user, Counter())[(item, at)] += 1
+    lost = 0
+    for user, events in wanted.items():
+        row = reader.user(user)
+        found = Counter(zip(row.get(s.HISTORY_ITEM_IDS) or [], row.get(s.HISTORY_TS) or [], strict=False))
+        lost += sum((events - found).values())
+    return lost
+
+
+async def _drive(run: ChaosRun, token: str, seconds: float, requests: int) -> tuple[Tally, list[Fault]]:
+    tally, stop, faults = Tally(), asyncio.Event(), []
+    load = asyncio.create_task(_load(run, token, tally, stop, requests))
+    # Evenly spaced through the run, each fault down for a tenth of its slot.
+    slot = seconds / (len(FAULTS) + 1)
+    for name in progress(FAULTS, description="faults"):
+        await asyncio.sleep(slot * 0.9)
+        fault = Fault(name, time.monotonic())
+        await asyncio.to_thread(getattr(run, name), slot * 0.1)
+        fault.repaired = time.monotonic()
+        faults.append(fault)
+    await asyncio.sleep(slot)
+    stop.set()
+    await load
+    for fault in faults:
+        fault.recovered = next((t for t in tally.healthy if t >= fault.repaired), None)
+    return tally, faults
+
+
+def run_chaos(settings: Settings, seconds: float, requests: int) -> tuple[Tally, list[Fault], int]:
+    """The whole run; returns what the clients saw, the faults and how many accepted events were lost."""
+    root = settings.paths.root / "chaos" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    root.mkdir(parents=True)
+    run = ChaosRun(settings, root)
+    try:
+        run.start()
+        tally, faults = asyncio.run(_drive(run, run.stack.write_token(), seconds, requests))
+        lost = _lost(run.settings, tally.accepted)
+    finally:
+        run.close()
+    shutil.rmtree(root, ignore_errors=True)
+    return tally, faults, lost
+
+
+def server_errors(tally: Tally, kind: str, but: int | None = None) -> int:
+    return sum(n for (k, code), n in tally.statuses.items() if k == kind and code >= 500 and code != but)
+
+
+def bench_chaos(settings: Settings, args) -> tuple[str, list[dict]]:
+    tally, faults, lost = run_chaos(settings, args.seconds, args.requests)
+    rows = [
+        {"measure": "requests sent", "value": tally.sent},
+        {"measure": "5xx to recommendations", "value": server_errors(tally, "recommendation")},
+        {"measure": "5xx to events other than 503", "value": server_errors(tally, "event", but=503)},
+        {"measure": "503 to events (store down: not recorded, retried)", "value": tally.refused_events},
+        {"measure": "transport errors", "value": tally.transport_errors},
+        {"measure": "degraded answers", "value": tally.degraded},
+        {"measure": "events accepted", "value": len(tally.accepted)},
+        {"measure": "accepted events found in the history", "value": len(tally.accepted) - lost},
+        {"measure": "events never accepted (run ended)", "value": tally.unaccepted},
+    ]
+    for fault in faults:
+        recovered = "never" if fault.recovered is None else f"{fault.recovered - fault.injected:.1f}"
+        rows.append(
+            {
+                "measure": f"{fault.name}: repair took s / first healthy answer after injection s",
+                "value": f"{fault.repaired - fault.injected:.1f} / {recovered}",
+            }
+        )
+    title = f"Chaos: closed loop, concurrency 4, at most {args.requests} requests or {args.seconds:.0f} s"
+    return title, rows
