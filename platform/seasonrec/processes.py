@@ -4,6 +4,10 @@ Each server starts a session of its own, so stopping it stops everything it
 spawned, and only what seasonrec started is ever signalled. A session, not a
 process group: Ray puts each worker in a group of its own, and Serve's HAProxy
 outlives the Ray head unless it is stopped too.
+
+A pid in a state file is only a number: once that process is gone, the kernel
+hands it to the next one. So a server is recorded with its start time and
+command line (`record`), and `stop_recorded` signals nothing unless both match.
 """
 
 from __future__ import annotations
@@ -32,16 +36,55 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def _stat(pid: int) -> list[str] | None:
+    """Fields 3 onwards of /proc/<pid>/stat (the command name, field 2, may hold spaces and parentheses)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def record(pid: int) -> dict | None:
+    """What tells this process apart from a later one given the same pid; None if it is gone."""
+    # A forged or corrupt file must never reach os.kill with 0 or a negative number: those mean whole groups.
+    if type(pid) is not int or pid <= 0:
+        return None
+    fields = _stat(pid)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0")
+    except OSError:
+        return None
+    if fields is None or fields[0] == "Z":
+        return None
+    # Field 22: the start time, in clock ticks since boot.
+    return {"pid": pid, "start_time": int(fields[19]), "cmdline": cmdline.decode(errors="replace").split("\0")}
+
+
+def is_recorded(recorded: object) -> bool:
+    """Whether the process `record` described is still alive (not a zombie) under its pid."""
+    now = record(recorded.get("pid")) if isinstance(recorded, dict) else None
+    return (
+        now is not None
+        and now["start_time"] == recorded.get("start_time")
+        and now["cmdline"] == recorded.get("cmdline")
+    )
+
+
+def stop_recorded(recorded: object, grace_s: float = 30) -> bool:
+    """`stop_session` for a recorded process, if it is still that process; False, and no signal, if not."""
+    if not is_recorded(recorded):
+        return False
+    stop_session(recorded["pid"], grace_s)
+    return True
+
+
 def session_members(sid: int) -> list[int]:
     """Live (not zombie) processes of a session."""
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
+    for proc in Path("/proc").glob("[0-9]*"):
+        fields = _stat(int(proc.name))
+        if fields and int(fields[3]) == sid and fields[0] != "Z":
+            members.append(int(proc.name))
     return members
 
 
@@ -66,7 +109,12 @@ def _wait_gone(sid: int, seconds: float, leader_only: bool = False) -> bool:
 
 def stop_session(sid: int, grace_s: float = 30) -> None:
     """SIGTERM the leader (it shuts its own children down in order), then whatever of the
-    session is left; SIGKILL what is still there after `grace_s`."""
+    session is left; SIGKILL what is still there after `grace_s`.
+
+    Only for a session this process knows it started: a pid read back from a file goes
+    through `stop_recorded`. Once the leader is checked, its session's members are safe to
+    signal: the kernel reuses no pid while a session still carries it as its id.
+    """
     _signal_all([sid], signal.SIGTERM)
     _wait_gone(sid, grace_s, leader_only=True)
     _signal_all(session_members(sid), signal.SIGTERM)

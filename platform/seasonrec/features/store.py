@@ -8,6 +8,7 @@ the environment variables its YAML files read) and wraps Feast's calls.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -75,9 +76,29 @@ def open_store(settings: Settings):
     for message, category in QUIET_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
 
-    os.environ.update(feast_env(settings))
     settings.paths.feast.mkdir(parents=True, exist_ok=True)
-    return FeatureStore(repo_path=str(repo_path(settings)), fs_yaml_file=store_yaml(settings))
+    return FeatureStore(repo_path=str(repo_path(settings)), config=repo_config(settings))
+
+
+def repo_config(settings: Settings):
+    """The store's YAML read with the config's values, and Redis's password added to its connection.
+
+    Only here, in memory: `feast.redis_connection` and every file (the chart's mounted YAML
+    included) stay free of it.
+    """
+    from feast.repo_config import load_repo_config
+
+    os.environ.update(feast_env(settings))
+    config = load_repo_config(repo_path(settings), store_yaml(settings))
+    password = settings.feast.redis_password
+    online = config.online_config
+    if password is not None and isinstance(online, dict) and online.get("type") == "redis":
+        secret = password.get_secret_value()
+        if "," in secret:
+            raise SeasonrecError("feast.redis_password: must not contain ',' (Feast splits its Redis options on it)")
+        # Feast reads each option's value as JSON when it can: quoted, "123" or "null" stays the string it is.
+        online["connection_string"] = f"{online['connection_string']},password={json.dumps(secret)}"
+    return config
 
 
 def store_yaml(settings: Settings) -> Path:
@@ -99,14 +120,12 @@ def _require_tables(settings: Settings) -> None:
 
 def apply(settings: Settings) -> dict:
     """Register every object in `feature_repo/` (and remove ones deleted from it)."""
-    from feast.repo_config import load_repo_config
     from feast.repo_operations import apply_total
 
     _require_tables(settings)
     store = open_store(settings)
     with _in_repo(settings) as repo:
-        config = load_repo_config(repo, store_yaml(settings))
-        apply_total(config, repo, skip_source_validation=False)
+        apply_total(repo_config(settings), repo, skip_source_validation=False)
     project = settings.feast.project
     return {
         "project": project,

@@ -2,12 +2,15 @@
 
 Feast as configured (SQLite by default), the embedded Triton, and a Ray head of
 its own (never on 6379: that is Redis) running the Serve application. Each
-process this starts is stopped by its own id; state lives in `<data_dir>/serve/`.
+process this starts is stopped by its own id, and only while its start time and
+command line show it is still that process. State lives in `<data_dir>/serve/`,
+which only its owner can open; the files holding secrets only its owner can read.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -20,12 +23,29 @@ from pathlib import Path
 
 import yaml
 
-from seasonrec.config import Settings
+from seasonrec.config import ENV_PREFIX, Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import free_port, port_free, stop_session
+from seasonrec.processes import free_port, is_recorded, port_free, record, stop_recorded
 from seasonrec.triton.server import TritonServer
 
+log = logging.getLogger(__name__)
+
 APP_NAME = "seasonrec"
+# Settings never written to the stack's settings.yaml; the head gets them in its environment.
+SECRETS = {"auth": {"write_token"}, "feast": {"redis_password"}}
+# Linux's longest unix socket path, and the longest Ray makes under its temp dir (a `ray-*` folder,
+# its session folder, named by date and pid, and the plasma store's socket in it).
+SOCKET_PATH_MAX = 107
+RAY_SOCKET_TAIL = len("/ray-xxxxxxxx/session_2000-01-01_00-00-00_000000_4194304/sockets/plasma_store.1")
+TEMP_MARKER = ".seasonrec-stack"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, from its first byte: a fresh file, so no older mode carries over."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
 
 
 def serve_env(temp_dir: Path) -> dict[str, str]:
@@ -87,6 +107,7 @@ class ServeStack:
         self.state_dir = settings.paths.root / "serve"
         self.state_file = self.state_dir / "stack.json"
         self.driver_env_file = self.state_dir / "driver_env.json"
+        self.write_token_file = self.state_dir / "write_token"
         self.config_path = config_path
 
     @property
@@ -94,18 +115,85 @@ class ServeStack:
         return f"http://{self.settings.serving.host}:{self.settings.serving.port}"
 
     def state(self) -> dict | None:
-        return json.loads(self.state_file.read_text()) if self.state_file.is_file() else None
+        """What `start` recorded; {} for a file that is not its JSON, which `stop` then clears away."""
+        if not self.state_file.is_file():
+            return None
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
 
-    def _settings_file(self) -> Path:
-        """The settings the Serve replicas load: exactly this process's, overrides included."""
+    def write_token(self) -> str:
+        """The bearer token writes to this stack need: the configured one, else the one `start` made."""
+        if self.settings.auth.write_token is not None:
+            return self.settings.auth.write_token.get_secret_value()
+        if not self.write_token_file.is_file():
+            raise SeasonrecError(
+                f"{self.write_token_file}: no write token; `seasonrec serve start` makes one (or set auth.write_token)"
+            )
+        return self.write_token_file.read_text()
+
+    def _prepare(self) -> tuple[dict[str, str], dict]:
+        """The state folder's files, the Ray head's environment and what the state records of them.
+
+        Secrets (Ray's token, the write token, the Redis password) reach the head through its
+        environment or files only this user can read, never through settings.yaml.
+        """
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        path = self.state_dir / "settings.yaml"
-        path.write_text(yaml.safe_dump(self.settings.model_dump(mode="json")))
-        return path
+        self.state_dir.chmod(0o700)
+        settings_file = self.state_dir / "settings.yaml"
+        # Exactly this process's settings, overrides included, less the secrets (pydantic would write
+        # them as "**********", which the replicas would then take for the real thing).
+        plain = self.settings.model_dump(mode="json", exclude=SECRETS)
+        _write_private(settings_file, yaml.safe_dump(plain))
+        temp = self._make_temp()
+        # Ray requires token authentication; this head and its drivers share a fresh token.
+        shared = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), **serve_env(temp)}
+        _write_private(self.driver_env_file, json.dumps(shared))
+        state = {"settings": str(settings_file), "temp_dir": str(temp)}
+        if self.settings.auth.write_token is None:
+            _write_private(self.write_token_file, secrets.token_urlsafe(32))
+            state["write_token_file"] = str(self.write_token_file)
+        env = self._env()
+        env["SEASONREC_CONFIG"] = str(settings_file)
+        env[f"{ENV_PREFIX}AUTH__WRITE_TOKEN"] = self.write_token()
+        if self.settings.feast.redis_password is not None:
+            env[f"{ENV_PREFIX}FEAST__REDIS_PASSWORD"] = self.settings.feast.redis_password.get_secret_value()
+        return env, state
+
+    def _make_temp(self) -> Path:
+        """Ray's and HAProxy's folder: in the state folder when their sockets' paths fit, else a short one in /tmp.
+
+        Either way it holds a marker naming this stack's state folder, and `stop` deletes no folder
+        without it: a stale or edited state file must never make it delete someone else's.
+        """
+        fits = len(str(self.state_dir)) + RAY_SOCKET_TAIL <= SOCKET_PATH_MAX
+        temp = Path(tempfile.mkdtemp(prefix="ray-", dir=self.state_dir if fits else "/tmp"))
+        _write_private(temp / TEMP_MARKER, str(self.state_dir))
+        return temp
+
+    def _remove_temp(self, recorded: object) -> None:
+        if not isinstance(recorded, str) or not recorded:
+            return
+        path, marker = Path(recorded), Path(recorded) / TEMP_MARKER
+        try:
+            ours = not path.is_symlink() and not marker.is_symlink() and marker.read_text() == str(self.state_dir)
+        except OSError:
+            ours = False
+        if ours:
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            log.warning("%s: left in place: this stack did not create it (%s names it)", path, self.state_file)
+
+    def running(self) -> bool:
+        state = self.state()
+        return state is not None and is_recorded(state.get("ray_head", {}))
 
     def start(self, timeout_s: float = 240) -> dict:
-        if self.state():
+        if self.running():
             raise SeasonrecError(f"the stack is already running ({self.state_file}); `seasonrec serve stop` first")
+        self.stop()  # what a stack that is gone left behind (after a reboot, say)
         host, port = self.settings.serving.host, self.settings.serving.port
         if not port_free(host, port):
             raise SeasonrecError(f"port {port} (serving.port) is in use on {host}")
@@ -114,16 +202,8 @@ class ServeStack:
         if triton.state() is None:
             triton.start()
             started_triton = True
-        settings_file = self._settings_file()
         ray_port = free_port()
-        temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
-        # Ray requires token authentication; this head and its drivers share a fresh token,
-        # kept where only this user can read it.
-        shared = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16), **serve_env(temp)}
-        self.driver_env_file.touch(mode=0o600)
-        self.driver_env_file.write_text(json.dumps(shared))
-        env = self._env()
-        env["SEASONREC_CONFIG"] = str(settings_file)
+        env, files = self._prepare()
         # Ray starts workers at nice 15 so its own daemons come first; a Serve replica
         # answering requests must not wait behind every batch process on the machine.
         env.setdefault("RAY_worker_niceness", "0")
@@ -136,7 +216,7 @@ class ServeStack:
                 f"--port={ray_port}",
                 "--include-dashboard=false",
                 f"--ray-client-server-port={free_port()}",
-                f"--temp-dir={temp}",
+                f"--temp-dir={files['temp_dir']}",
             ],
             stdout=(self.state_dir / "ray.log").open("w"),
             stderr=subprocess.STDOUT,
@@ -148,10 +228,10 @@ class ServeStack:
             "ray_address": f"127.0.0.1:{ray_port}",
             "url": self.url,
             "triton_started": started_triton,
-            "settings": str(settings_file),
-            "temp_dir": str(temp),
+            **files,
+            "ray_head": record(head.pid) or {"pid": head.pid},
         }
-        self.state_file.write_text(json.dumps(state))
+        _write_private(self.state_file, json.dumps(state))
         try:
             _wait_port("127.0.0.1", ray_port, head, timeout_s)
             self._deploy(state, timeout_s)
@@ -170,7 +250,7 @@ class ServeStack:
     def run_driver(self, code: str, timeout_s: float = 240) -> None:
         """Run Python against the running head, from a short-lived driver (`ray`, `serve` imported)."""
         state = self.state()
-        if state is None:
+        if not self.running():
             raise SeasonrecError("the stack is not running; `seasonrec serve start` first")
         script = (
             "import ray; from ray import serve\n"
@@ -197,20 +277,29 @@ class ServeStack:
             raise SeasonrecError(f"{self.url}/readyz did not answer 200 within {timeout_s:.0f} s")
 
     def stop(self) -> bool:
+        """Stop the head and what it started; False, signalling nothing, if it is not running."""
         state = self.state()
         if state is None:
             return False
-        stop_session(state["ray_pid"])
-        shutil.rmtree(state.get("temp_dir", ""), ignore_errors=True)
+        stopped = stop_recorded(state.get("ray_head", {}))
+        if not stopped:
+            log.warning(
+                "%s: the Ray head it records (pid %s) has exited or is another process now:"
+                " nothing signalled, stale state removed",
+                self.state_file,
+                state.get("ray_pid"),
+            )
+        self._remove_temp(state.get("temp_dir"))
         self.driver_env_file.unlink(missing_ok=True)
+        self.write_token_file.unlink(missing_ok=True)
         if state.get("triton_started"):
             TritonServer(self.settings).stop()
         self.state_file.unlink(missing_ok=True)
-        return True
+        return stopped
 
     def status(self) -> dict:
         state = self.state()
-        if state is None:
+        if not self.running():
             return {"running": False}
         import httpx
 

@@ -10,6 +10,7 @@ State (pid, ports, log) lives in `<data_dir>/triton/`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -20,8 +21,9 @@ from pathlib import Path
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import port_free, stop_session
+from seasonrec.processes import is_recorded, port_free, record, stop_recorded
 
+log = logging.getLogger(__name__)
 STATE_FILE = "server.json"
 LOG_FILE = "tritonserver.log"
 
@@ -82,15 +84,6 @@ def _environment(binary: Path, python_env: Path) -> dict[str, str]:
     return env
 
 
-def _alive(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    # A recycled pid belongs to someone else: only a tritonserver we started counts.
-    return b"tritonserver" in cmdline
-
-
 def _last_error(log: Path) -> str:
     if not log.is_file():
         return "no log written"
@@ -112,11 +105,20 @@ class TritonServer:
     def http_url(self) -> str:
         return f"{self.cfg.host}:{self.cfg.http_port}"
 
-    def state(self) -> dict | None:
+    def _recorded(self) -> dict | None:
+        """What `start` recorded, running or not; {} for a file that is not its JSON."""
         if not self.state_file.is_file():
             return None
-        state = json.loads(self.state_file.read_text())
-        return state if _alive(state["pid"]) else None
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def state(self) -> dict | None:
+        """The running server's state: None unless its pid is still the tritonserver `start` launched."""
+        state = self._recorded()
+        return state if state and is_recorded(state.get("process", {})) else None
 
     def start(self, load: bool = True) -> dict:
         running = self.state()
@@ -166,6 +168,7 @@ class TritonServer:
             "repository": str(self.repository),
             "log": str(self.log),
             "model": self.cfg.model if load and has_versions else None,
+            "process": record(proc.pid) or {"pid": proc.pid},
         }
         self.state_file.write_text(json.dumps(state))
         try:
@@ -201,15 +204,21 @@ class TritonServer:
         Models are unloaded first, so Triton ends its Python-backend stubs itself;
         then the session gets SIGTERM, and SIGKILL only if it will not go.
         """
-        if not self.state_file.is_file():
+        state = self._recorded()
+        if state is None:
             return False
-        pid = json.loads(self.state_file.read_text())["pid"]
-        running = _alive(pid)
-        if running:
+        if self.state() is not None:
             self._unload_all()
-        stop_session(pid)
+        stopped = stop_recorded(state.get("process", {}))
+        if not stopped:
+            log.warning(
+                "%s: the tritonserver it records (pid %s) has exited or is another process now:"
+                " nothing signalled, stale state removed",
+                self.state_file,
+                state.get("pid"),
+            )
         self.state_file.unlink(missing_ok=True)
-        return running
+        return stopped
 
     def _unload_all(self) -> None:
         import tritonclient.http as http

@@ -1,0 +1,190 @@
+"""The embedded stack's state folder: what `start` writes there, and what `stop` may signal or delete."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from seasonrec.config import load_settings
+from seasonrec.errors import SeasonrecError
+from seasonrec.processes import record
+from seasonrec.serving.stack import SOCKET_PATH_MAX, ServeStack
+
+WRITE_TOKEN, REDIS_PASSWORD = "write-token-from-a-secret", "redis-password-from-a-secret"
+# The longest socket Ray makes under its temp folder (its session folder is named by date, time and pid).
+RAY_SOCKET = "session_2000-01-01_00-00-00_000000_4194304/sockets/plasma_store.1"
+
+
+@pytest.fixture
+def stranger():
+    """A process that is none of the stack's business, in a session of its own, as a reused pid would be."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def stack(settings_for, tmp_path) -> ServeStack:
+    return ServeStack(settings_for(tmp_path))
+
+
+def _with_secrets(stack: ServeStack) -> ServeStack:
+    settings = stack.settings.model_copy(
+        update={
+            "auth": stack.settings.auth.model_copy(update={"write_token": SecretStr(WRITE_TOKEN)}),
+            "feast": stack.settings.feast.model_copy(update={"redis_password": SecretStr(REDIS_PASSWORD)}),
+        }
+    )
+    return ServeStack(settings)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _files(*folders: Path) -> list[Path]:
+    return [p for folder in folders for p in folder.rglob("*") if p.is_file()]
+
+
+def _write_state(stack: ServeStack, state: dict) -> None:
+    stack.state_dir.mkdir(parents=True, exist_ok=True)
+    stack.state_file.write_text(json.dumps(state))
+
+
+def test_a_stale_state_file_stops_nothing_and_deletes_nothing_it_did_not_create(stack, stranger, tmp_path, caplog):
+    """The recorded pid now belongs to an unrelated process, and the temp folder to someone else."""
+    precious = tmp_path / "someone-elses-folder"
+    precious.mkdir()
+    (precious / "data").write_text("keep me")
+    earlier = {**record(stranger.pid), "start_time": record(stranger.pid)["start_time"] - 1}
+    _write_state(stack, {"ray_pid": stranger.pid, "ray_head": earlier, "temp_dir": str(precious)})
+
+    with caplog.at_level(logging.WARNING):
+        assert stack.stop() is False
+
+    assert stranger.poll() is None, "stop signalled a process the stack did not start"
+    assert (precious / "data").read_text() == "keep me"
+    assert not stack.state_file.exists()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(stack.state_file) in w and "nothing signalled" in w for w in warnings)
+    assert all("\n" not in w for w in warnings)
+
+
+def test_a_state_file_from_before_the_start_time_was_recorded_stops_nothing(stack, stranger):
+    _write_state(stack, {"ray_pid": stranger.pid, "url": stack.url})
+    assert stack.stop() is False
+    assert stranger.poll() is None
+
+
+def test_a_corrupt_state_file_is_cleared_away_not_a_traceback(stack):
+    _write_state(stack, {})
+    stack.state_file.write_text("{not json")
+    assert stack.status() == {"running": False}
+    assert stack.stop() is False
+    assert stack.state() is None
+
+
+def test_the_recorded_head_is_stopped_and_its_temp_folder_deleted(stack, stranger):
+    _, files = stack._prepare()
+    temp = Path(files["temp_dir"])
+    _write_state(stack, {"ray_pid": stranger.pid, "ray_head": record(stranger.pid), **files})
+    assert stack.running()
+
+    assert stack.stop() is True
+
+    assert stranger.wait(timeout=10) is not None
+    assert not temp.exists()
+    assert not stack.state_file.exists()
+
+
+@pytest.mark.parametrize("short", [True, False], ids=["short-state-path", "long-state-path"])
+def test_temp_folders_keep_ray_sockets_short_and_are_deleted_only_as_created(settings_for, tmp_path, short):
+    # A short root takes the temp folder inside the state folder; pytest's long one must fall back.
+    root = Path(tempfile.mkdtemp(dir="/tmp")) if short else tmp_path / ("deep" * 8)
+    try:
+        stack = ServeStack(settings_for(root))
+        _, files = stack._prepare()
+        temp = Path(files["temp_dir"])
+        assert temp.is_dir()
+        assert len(str(temp / RAY_SOCKET)) <= SOCKET_PATH_MAX
+        assert (temp.parent == stack.state_dir) is short
+        _write_state(stack, {"ray_pid": 0, **files})
+        stack.stop()
+        assert not temp.exists()
+    finally:
+        if short:
+            shutil.rmtree(root)
+
+
+def test_secrets_reach_the_head_by_its_environment_never_by_a_file(stack):
+    """settings.yaml is what the Serve replicas load: with the head's environment they get the real secrets."""
+    stack = _with_secrets(stack)
+    env, files = stack._prepare()
+    temp = Path(files["temp_dir"])
+    try:
+        settings_file = Path(files["settings"])
+        for path in _files(stack.state_dir, temp):
+            text = path.read_text(errors="replace")
+            assert WRITE_TOKEN not in text and REDIS_PASSWORD not in text, path
+            assert "**********" not in text, path
+        loaded = load_settings(settings_file, environ=env)
+        assert loaded.auth.write_token.get_secret_value() == WRITE_TOKEN
+        assert loaded.feast.redis_password.get_secret_value() == REDIS_PASSWORD
+        assert loaded.model_dump(exclude={"auth", "feast"}) == stack.settings.model_dump(exclude={"auth", "feast"})
+        assert stack.write_token() == WRITE_TOKEN
+        assert "write_token_file" not in files
+    finally:
+        shutil.rmtree(temp)
+
+
+def test_state_files_are_private_from_their_first_byte(stack):
+    """Even over leftovers of an earlier version, and whatever the umask."""
+    stack.state_dir.mkdir(parents=True)
+    stack.state_dir.chmod(0o755)
+    for name in ("settings.yaml", "driver_env.json", "write_token"):
+        (stack.state_dir / name).write_text("left over")
+        (stack.state_dir / name).chmod(0o644)
+    before = os.umask(0)
+    try:
+        env, files = stack._prepare()
+    finally:
+        os.umask(before)
+    temp = Path(files["temp_dir"])
+    try:
+        assert _mode(stack.state_dir) == 0o700
+        for name in ("settings.yaml", "driver_env.json", "write_token"):
+            assert _mode(stack.state_dir / name) == 0o600, name
+        # A secret is only ever in a file no one else can read.
+        secrets = [env["RAY_AUTH_TOKEN"], stack.write_token()]
+        for path in _files(stack.state_dir, temp):
+            if any(secret in path.read_text(errors="replace") for secret in secrets):
+                assert _mode(path) == 0o600, path
+    finally:
+        shutil.rmtree(temp)
+
+
+def test_the_stack_makes_a_write_token_when_none_is_configured(stack):
+    with pytest.raises(SeasonrecError, match="serve start"):
+        stack.write_token()
+    env, files = stack._prepare()
+    token = stack.write_token()
+    assert len(token) >= 32
+    assert Path(files["write_token_file"]) == stack.write_token_file
+    assert token not in json.dumps(files)
+    # The replicas read it from their environment.
+    assert load_settings(files["settings"], environ=env).auth.write_token.get_secret_value() == token
+    _write_state(stack, {"ray_pid": 0, **files})
+    stack.stop()
+    assert not stack.write_token_file.exists()
+    with pytest.raises(SeasonrecError, match="no write token"):
+        stack.write_token()
