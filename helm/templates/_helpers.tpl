@@ -53,8 +53,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* An image reference from {repository, tag, digest}: a digest pins the exact bytes, so it wins over the tag. */}}
+{{- define "seasonrec.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (default .tag .image.tag) }}
+{{- end }}
+{{- end }}
+
 {{- define "seasonrec.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- include "seasonrec.imageRef" (dict "image" .Values.image "tag" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "seasonrec.tritonName" -}}
@@ -77,17 +86,120 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/*
+Secrets. Each one is either named by the operator (existingSecret) or made by the chart with a
+random value that `lookup` carries over from the live Secret, so an upgrade never rotates it.
+*/}}
+{{- define "seasonrec.redisSecret" -}}
+{{- if .Values.redis.auth.existingSecret }}
+{{- .Values.redis.auth.existingSecret }}
+{{- else if .Values.redis.enabled }}
+{{- printf "%s-redis" (include "seasonrec.fullname" .) }}
+{{- else }}
+{{- fail "redis.auth.existingSecret is required when redis.auth.enabled is true with an external Redis: the chart cannot know its password" }}
+{{- end }}
+{{- end }}
+
+{{- define "seasonrec.rayAuthSecret" -}}
+{{- default (printf "%s-ray-auth" (include "seasonrec.fullname" .)) .Values.ray.auth.existingSecret }}
+{{- end }}
+
+{{- define "seasonrec.apiSecret" -}}
+{{- default (printf "%s-api" (include "seasonrec.fullname" .)) .Values.serve.auth.existingSecret }}
+{{- end }}
+
+{{- define "seasonrec.tritonSecret" -}}
+{{- default (printf "%s-triton" (include "seasonrec.fullname" .)) .Values.triton.modelControl.existingSecret }}
+{{- end }}
+
+{{/* Takes a dict: root, name, key. */}}
+{{- define "seasonrec.secretValue" -}}
+{{- $live := lookup "v1" "Secret" .root.Release.Namespace .name }}
+{{- $data := (and $live $live.data) | default dict }}
+{{- if hasKey $data .key }}
+{{- index $data .key | b64dec }}
+{{- else }}
+{{- randAlphaNum 40 }}
+{{- end }}
+{{- end }}
+
 {{- define "seasonrec.redisPasswordEnv" -}}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ required "redis.auth.existingSecret is required when redis.auth.enabled is true" .Values.redis.auth.existingSecret }}
+      name: {{ include "seasonrec.redisSecret" . }}
       key: {{ .Values.redis.auth.existingSecretPasswordKey }}
 {{- end }}
 
+{{/* KubeRay's key for the token (RAY_AUTH_TOKEN_SECRET_KEY): the operator reads it too, for its dashboard calls. */}}
+{{- define "seasonrec.rayAuthEnv" -}}
+{{- if .Values.ray.auth.enabled }}
+- name: RAY_AUTH_MODE
+  value: token
+- name: RAY_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "seasonrec.rayAuthSecret" . }}
+      key: auth_token
+{{- end }}
+{{- end }}
+
+{{/* On every Ray cluster: KubeRay then authenticates its own dashboard calls and the RayJob submitter. */}}
+{{- define "seasonrec.rayAuthOptions" -}}
+{{- if .Values.ray.auth.enabled }}
+authOptions:
+  mode: token
+  secretName: {{ include "seasonrec.rayAuthSecret" . }}
+{{- end }}
+{{- end }}
+
 {{/*
-Environment of every seasonrec process. The Redis password is a secret reference;
-Kubernetes expands $(REDIS_PASSWORD) into the Feast connection string inside the pod.
+Pod and container security. Takes a dict: root, user ({runAsUser, runAsGroup[, fsGroup]}).
+Every container gets a writable emptyDir at /tmp, so the root filesystem can stay read-only.
+*/}}
+{{- define "seasonrec.podSecurityContext" -}}
+securityContext:
+  runAsNonRoot: true
+  {{- toYaml .user | nindent 2 }}
+  seccompProfile:
+    type: RuntimeDefault
+{{- end }}
+
+{{- define "seasonrec.containerSecurityContext" -}}
+securityContext:
+  runAsNonRoot: true
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: {{ .Values.securityContext.readOnlyRootFilesystem }}
+  capabilities:
+    drop: ["ALL"]
+  seccompProfile:
+    type: RuntimeDefault
+{{- end }}
+
+{{- define "seasonrec.tmpVolume" -}}
+- name: tmp
+  emptyDir: {}
+{{- end }}
+
+{{- define "seasonrec.tmpMount" -}}
+- name: tmp
+  mountPath: /tmp
+{{- end }}
+
+{{/* Ray pods of this release, by component: what the NetworkPolicies and budgets select. */}}
+{{- define "seasonrec.podsOf" -}}
+podSelector:
+  matchLabels:
+    {{- include "seasonrec.selectorLabels" .root | nindent 4 }}
+  matchExpressions:
+    - key: app.kubernetes.io/component
+      operator: In
+      values: {{ toJson .components }}
+{{- end }}
+
+{{/*
+Environment of every seasonrec process. The Redis password is a secret reference that
+seasonrec adds to the connection only when it opens the store, so it is in no file.
 */}}
 {{- define "seasonrec.appEnv" -}}
 - name: SEASONREC_CONFIG
@@ -100,13 +212,14 @@ Kubernetes expands $(REDIS_PASSWORD) into the Feast connection string inside the
   value: redis
 - name: SEASONREC__FEAST__STORE_YAML
   value: /etc/seasonrec/feast/feature_store.yaml
-{{- if .Values.redis.auth.enabled }}
-{{ include "seasonrec.redisPasswordEnv" . }}
-- name: SEASONREC__FEAST__REDIS_CONNECTION
-  value: "{{ include "seasonrec.redisHostPort" . }},password=$(REDIS_PASSWORD)"
-{{- else }}
 - name: SEASONREC__FEAST__REDIS_CONNECTION
   value: {{ include "seasonrec.redisHostPort" . | quote }}
+{{- if .Values.redis.auth.enabled }}
+- name: SEASONREC__FEAST__REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "seasonrec.redisSecret" . }}
+      key: {{ .Values.redis.auth.existingSecretPasswordKey }}
 {{- end }}
 - name: SEASONREC__TRITON__HOST
   value: {{ include "seasonrec.tritonName" . }}
@@ -155,7 +268,7 @@ out to running ReRankers without a restart.
 {{- end }}
 
 {{/* Training clusters see Triton's repository (type pvc), where ray_jobs/export.py writes new versions;
-the Serve pods see it too, to read each live version's vocabulary. */}}
+the Serve pods see it read-only, to read each live version's vocabulary. */}}
 {{- define "seasonrec.exportsModels" -}}
 {{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.type "pvc") }}true{{ end }}
 {{- end }}
@@ -171,23 +284,30 @@ the Serve pods see it too, to read each live version's vocabulary. */}}
 checksum/settings: {{ include (print $.Template.BasePath "/configmap-settings.yaml") . | sha256sum }}
 {{- end }}
 
-{{/* A seasonrec container of a Ray pod: image, env, config and shared storage. Takes a dict: root, name, resources, ports, models, env (extra env, YAML). */}}
+{{/*
+A seasonrec container of a Ray pod: image, env, config and shared storage. Takes a dict: root, name,
+resources, ports, models ("rw" for the training clusters, which export into it; "ro" for Serve), env (extra env, YAML).
+*/}}
 {{- define "seasonrec.rayContainer" -}}
 {{- $ := .root -}}
 - name: {{ .name }}
   image: {{ include "seasonrec.image" $ }}
   imagePullPolicy: {{ $.Values.image.pullPolicy }}
   workingDir: {{ $.Values.image.workdir }}
+  {{- include "seasonrec.containerSecurityContext" $ | nindent 2 }}
   env:
+    {{- include "seasonrec.rayAuthEnv" $ | nindent 4 }}
     {{- include "seasonrec.appEnv" $ | nindent 4 }}
     {{- with .env }}
     {{- . | trim | nindent 4 }}
     {{- end }}
   volumeMounts:
     {{- include "seasonrec.appVolumeMounts" $ | nindent 4 }}
+    {{- include "seasonrec.tmpMount" $ | nindent 4 }}
     {{- if .models }}
     - name: models
       mountPath: /models
+      readOnly: {{ eq .models "ro" }}
     {{- end }}
   {{- with .ports }}
   ports:
@@ -219,14 +339,16 @@ template:
     annotations:
       {{- include "seasonrec.settingsChecksum" . | nindent 6 }}
   spec:
+    {{- include "seasonrec.podSecurityContext" (dict "user" .Values.securityContext.ray) | nindent 4 }}
     {{- with .Values.imagePullSecrets }}
     imagePullSecrets:
       {{- toYaml . | nindent 6 }}
     {{- end }}
     containers:
-      {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-head" "resources" .Values.trainHead.resources "ports" (include "seasonrec.headPorts" . | fromYamlArray) "models" (include "seasonrec.exportsModels" .)) | nindent 6 }}
+      {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-head" "resources" .Values.trainHead.resources "ports" (include "seasonrec.headPorts" . | fromYamlArray) "models" (and (include "seasonrec.exportsModels" .) "rw")) | nindent 6 }}
     volumes:
       {{- include "seasonrec.appVolumes" . | nindent 6 }}
+      {{- include "seasonrec.tmpVolume" . | nindent 6 }}
       {{- if include "seasonrec.exportsModels" . }}
       {{- include "seasonrec.modelsVolume" . | nindent 6 }}
       {{- end }}
@@ -250,6 +372,7 @@ template:
       annotations:
         {{- include "seasonrec.settingsChecksum" . | nindent 8 }}
     spec:
+      {{- include "seasonrec.podSecurityContext" (dict "user" .Values.securityContext.ray) | nindent 6 }}
       {{- with .Values.imagePullSecrets }}
       imagePullSecrets:
         {{- toYaml . | nindent 8 }}
@@ -263,20 +386,34 @@ template:
         {{- toYaml . | nindent 8 }}
       {{- end }}
       containers:
-        {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-worker" "resources" $resources "models" (include "seasonrec.exportsModels" .)) | nindent 8 }}
+        {{- include "seasonrec.rayContainer" (dict "root" . "name" "ray-worker" "resources" $resources "models" (and (include "seasonrec.exportsModels" .) "rw")) | nindent 8 }}
       volumes:
         {{- include "seasonrec.appVolumes" . | nindent 8 }}
+        {{- include "seasonrec.tmpVolume" . | nindent 8 }}
         {{- if include "seasonrec.exportsModels" . }}
         {{- include "seasonrec.modelsVolume" . | nindent 8 }}
         {{- end }}
 {{- end }}
 
-{{/* Env of the Serve pods: Ray Serve's fast request path (serve.fastPath). */}}
+{{/* Env of the Serve pods: the API's write token (only they need it) and Ray Serve's fast request path (serve.fastPath). */}}
 {{- define "seasonrec.serveEnv" -}}
+- name: SEASONREC__AUTH__WRITE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "seasonrec.apiSecret" . }}
+      key: {{ .Values.serve.auth.existingSecretKey }}
 {{- if .Values.serve.fastPath }}
 - name: RAY_SERVE_ENABLE_HA_PROXY
   value: "1"
 - name: RAY_SERVE_THROUGHPUT_OPTIMIZED
   value: "1"
 {{- end }}
+{{- end }}
+
+{{/* The autoscaler sidecar KubeRay adds to a head: hardened like the rest; KubeRay mounts its logs at /tmp/ray. */}}
+{{- define "seasonrec.autoscalerOptions" -}}
+autoscalerOptions:
+  {{- include "seasonrec.containerSecurityContext" . | nindent 2 }}
+  volumeMounts:
+    {{- include "seasonrec.tmpMount" . | nindent 4 }}
 {{- end }}

@@ -42,6 +42,25 @@ def one(docs: list[dict], kind: str, name: str | None = None) -> dict:
     return found[0]
 
 
+def ray_pods(doc: dict) -> list[dict]:
+    """Pod templates of a RayService, RayJob or RayCluster: the head's, then each worker group's."""
+    spec = doc["spec"].get("rayClusterConfig") or doc["spec"].get("rayClusterSpec") or doc["spec"]
+    return [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
+
+
+def pods(docs: list[dict]) -> list[dict]:
+    """Every pod template the release creates: Ray groups, the RayJob's submitter, Deployments, StatefulSets."""
+    found = []
+    for doc in docs:
+        if doc["kind"] in RAY_KINDS:
+            found += ray_pods(doc)
+            if "submitterPodTemplate" in doc["spec"]:
+                found.append(doc["spec"]["submitterPodTemplate"])
+        elif doc["kind"] in ("Deployment", "StatefulSet"):
+            found.append(doc["spec"]["template"])
+    return found
+
+
 class Chart:
     """What the chart tests share (pytest's importlib mode makes conftest unimportable)."""
 
@@ -54,6 +73,8 @@ class Chart:
     template = staticmethod(template)
     by_kind = staticmethod(by_kind)
     one = staticmethod(one)
+    ray_pods = staticmethod(ray_pods)
+    pods = staticmethod(pods)
 
 
 @pytest.fixture(scope="session")

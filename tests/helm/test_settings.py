@@ -28,14 +28,21 @@ def test_pods_read_the_mounted_settings_with_their_release_overrides(chart, ci_d
     settings_file.write_text(chart.one(ci_docs, "ConfigMap", "rec-seasonrec-settings")["data"]["settings.yaml"])
     service = chart.one(ci_docs, "RayService")
     head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
-    # What the kubelet hands the process: literal values, with $(VAR) expanded from earlier entries.
-    environ: dict[str, str] = {"REDIS_PASSWORD": "from-the-secret"}
+    # What the kubelet hands the process: literal values, with $(VAR) expanded from earlier entries,
+    # and each Secret reference resolved (here to a stand-in per key).
+    secrets = {"password": "from-the-secret", "write-token": "the-write-token", "auth_token": "the-ray-token"}
+    environ: dict[str, str] = {}
     for entry in head["env"]:
         if "value" in entry:
             environ[entry["name"]] = re.sub(r"\$\((\w+)\)", lambda m: environ[m.group(1)], entry["value"])
+        elif entry["valueFrom"]["secretKeyRef"]["key"] in secrets:
+            environ[entry["name"]] = secrets[entry["valueFrom"]["secretKeyRef"]["key"]]
     assert environ.pop("SEASONREC_CONFIG") == "/etc/seasonrec/settings.yaml"
     settings = load_settings(settings_file, environ=environ)
-    assert settings.feast.redis_connection == "rec-seasonrec-redis:6379,password=from-the-secret"
+    # The password reaches seasonrec as its own secret setting, never inside the connection string.
+    assert settings.feast.redis_connection == "rec-seasonrec-redis:6379"
+    assert settings.feast.redis_password.get_secret_value() == "from-the-secret"
+    assert settings.auth.write_token.get_secret_value() == "the-write-token"
     assert settings.triton.host == "rec-seasonrec-triton" and settings.triton.grpc_port == 8001
     assert str(settings.paths.data_dir) == "/var/lib/seasonrec/data"
 

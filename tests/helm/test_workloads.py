@@ -110,7 +110,7 @@ def test_every_ray_pod_gets_the_settings_env_config_and_shared_storage(chart, ci
         mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
         # Training clusters write new versions into Triton's repository (ray_jobs/export.py);
         # Serve pods read each live version's vocabulary from it.
-        assert mounts == {"/etc/seasonrec": "config", "/var/lib/seasonrec": "data", "/models": "models"}
+        assert mounts == {"/etc/seasonrec": "config", "/var/lib/seasonrec": "data", "/models": "models", "/tmp": "tmp"}
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "rec-seasonrec-data"
         projected = [
@@ -159,6 +159,10 @@ def test_triton_serves_the_chosen_variant_from_the_pvc(chart, default_docs):
         "--model-control-mode=explicit",
         "--load-model=ranker",
         "--model-config-name=onnxruntime_trt",
+        "--http-restricted-api=model-repository,model-config,shared-memory,trace,logging"
+        ":seasonrec-model-control-key=$(TRITON_MODEL_CONTROL_KEY)",
+        "--grpc-restricted-protocol=model-repository,model-config,shared-memory,trace,logging"
+        ":seasonrec-model-control-key=$(TRITON_MODEL_CONTROL_KEY)",
     ]
     variant = chart.repo / "model_repository" / "ranker" / "configs" / "onnxruntime_trt.pbtxt"
     assert variant.is_file(), "--model-config-name names a config the repository does not have"
@@ -199,15 +203,16 @@ def test_tensorrt_init_container_builds_missing_plans_with_each_versions_script(
     assert init["image"] == pod["containers"][0]["image"], "trtexec must match the serving TensorRT"
     assert init["resources"]["limits"]["nvidia.com/gpu"] == 1, "the plan is built on the serving GPU"
     assert {"name": "models", "mountPath": "/models"} in init["volumeMounts"]
+    from seasonrec.export import tensorrt
+
+    dims = {"history": 20, "context": 8, "title": 384, "item_dense": 6, "personal": 3}
     assert "--model-config-name=tensorrt_plan" in pod["containers"][0]["args"]
     # Run the script itself against a fake repository: version 1 has a plan, version 2 needs one.
     repo = tmp_path / "models"
     for version in ("1", "2"):
         (repo / "ranker" / version).mkdir(parents=True)
         (repo / "ranker" / version / "model.onnx").write_text("onnx")
-        (repo / "ranker" / version / "build_plan.sh").write_text(
-            'cd "$(dirname "$0")" && trtexec --onnx=model.onnx --saveEngine=model.plan\n'
-        )
+        (repo / "ranker" / version / "build_plan.sh").write_text(tensorrt.build_script(dims))
     (repo / "ranker" / "1" / "model.plan").write_text("old plan")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -222,10 +227,9 @@ def test_tensorrt_init_container_builds_missing_plans_with_each_versions_script(
     )
     assert proc.returncode == 0, proc.stderr
     assert (repo / "ranker" / "1" / "model.plan").read_text() == "old plan"
-    assert (repo / "ranker" / "2" / "model.plan").read_text().split() == [
-        "--onnx=model.onnx",
-        "--saveEngine=model.plan",
-    ]
+    assert (repo / "ranker" / "2" / "model.plan").read_text().split() == tensorrt.trtexec_command(
+        "model.onnx", "model.plan", dims
+    )[1:]
     # A version exported without build_plan.sh cannot get a plan: the pod must not start.
     (repo / "ranker" / "3").mkdir()
     proc = subprocess.run([shell, flags, script.replace("/models/", f"{repo}/")], capture_output=True, text=True)
@@ -238,18 +242,18 @@ def test_redis_password_comes_only_from_the_referenced_secret(chart, ci_docs):
     assert env_of(redis)["REDIS_PASSWORD"]["valueFrom"] == secret
     assert '--requirepass "$REDIS_PASSWORD"' in redis["command"][-1]
     for pod in all_ray_pods(chart, ci_docs):
-        env = pod["spec"]["containers"][0]["env"]
-        names = [e["name"] for e in env]
-        # Kubernetes expands $(REDIS_PASSWORD) only from variables defined before it.
-        assert names.index("REDIS_PASSWORD") < names.index("SEASONREC__FEAST__REDIS_CONNECTION")
-        assert env[names.index("REDIS_PASSWORD")]["valueFrom"] == secret
-        connection = env[names.index("SEASONREC__FEAST__REDIS_CONNECTION")]["value"]
-        assert connection == "rec-seasonrec-redis:6379,password=$(REDIS_PASSWORD)"
-    assert not [d for d in ci_docs if d["kind"] == "Secret"], "the chart never writes a password"
+        env = env_of(pod["spec"]["containers"][0])
+        assert env["SEASONREC__FEAST__REDIS_PASSWORD"]["valueFrom"] == secret
+        assert env["SEASONREC__FEAST__REDIS_CONNECTION"]["value"] == "rec-seasonrec-redis:6379"
+    made = {d["metadata"]["name"] for d in chart.by_kind(ci_docs, "Secret")}
+    assert not {"seasonrec-redis", "rec-seasonrec-redis"} & made, "a named Secret is used, never written"
 
 
 def test_external_redis_replaces_the_bundled_one(chart, render):
-    docs = render("--set", "redis.enabled=false", "--set", "redis.external.host=redis.prod")
+    docs = render(
+        *("--set", "redis.enabled=false", "--set", "redis.external.host=redis.prod"),
+        *("--set", "redis.auth.existingSecret=redis-prod"),
+    )
     assert not chart.by_kind(docs, "StatefulSet")
     for pod in all_ray_pods(chart, docs):
         assert env_of(pod["spec"]["containers"][0])["SEASONREC__FEAST__REDIS_CONNECTION"]["value"] == "redis.prod:6379"
