@@ -19,6 +19,7 @@ from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.processes import session_members
 from seasonrec.progress import progress
+from seasonrec.serving.demo import read_headers
 
 AT = datetime(2024, 12, 10, 12, tzinfo=UTC)
 
@@ -44,7 +45,9 @@ def _bodies(settings: Settings, n_candidates: int, users: int = 50) -> list[dict
     ]
 
 
-async def _load(url: str, bodies: list[dict], concurrency: int, requests: int, seconds: float) -> dict:
+async def _load(
+    url: str, bodies: list[dict], concurrency: int, requests: int, seconds: float, headers: dict[str, str]
+) -> dict:
     import httpx
 
     latencies: list[float] = []
@@ -54,7 +57,7 @@ async def _load(url: str, bodies: list[dict], concurrency: int, requests: int, s
 
     async def client(worker: int) -> None:
         nonlocal errors, sent
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
             while sent < requests and time.monotonic() < deadline:
                 body = bodies[(sent + worker) % len(bodies)]
                 sent += 1
@@ -107,10 +110,12 @@ def _cpu_seconds(sessions: list[int]) -> Counter:
     return used
 
 
-def _measured(url: str, bodies: list[dict], concurrency: int, args, sessions: list[int]) -> tuple[dict, dict]:
+def _measured(
+    settings: Settings, url: str, bodies: list[dict], concurrency: int, args, sessions: list[int]
+) -> tuple[dict, dict]:
     """One load level, with the CPU each role spent on it (ms a request)."""
     before = _cpu_seconds(sessions)
-    result = asyncio.run(_load(url, bodies, concurrency, args.requests, args.seconds))
+    result = asyncio.run(_load(url, bodies, concurrency, args.requests, args.seconds, read_headers(settings)))
     spent = _cpu_seconds(sessions) - before
     per_request = {role: 1000 * sec / result["requests"] for role, sec in spent.most_common()}
     return {**result, "CPU ms/request": round(sum(per_request.values()), 1)}, per_request
@@ -169,7 +174,8 @@ def _floor(base: str, bodies: list[dict], args, stack, sessions: list[int]) -> l
             if time.monotonic() > deadline:
                 raise SeasonrecError(f"{url}: the no-work graph did not answer within 180 s")
             time.sleep(1)
-        return [_measured(url, bodies, c, args, sessions) for c in progress([1, 4], description="no-work graph")]
+        levels = progress([1, 4], description="no-work graph")
+        return [_measured(stack.settings, url, bodies, c, args, sessions) for c in levels]
     finally:
         stack.run_driver(f"serve.delete({APP_NAME!r})")
 
@@ -200,7 +206,8 @@ def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
     bodies = _bodies(settings, args.candidates_per_request)
     rows, profiles = [], {}
     for concurrency in progress([1, 4, 16], description="closed-loop load"):
-        result, profiles[concurrency] = _measured(f"{base}/v1/recommendations", bodies, concurrency, args, sessions)
+        url = f"{base}/v1/recommendations"
+        result, profiles[concurrency] = _measured(settings, url, bodies, concurrency, args, sessions)
         rows.append({"measure": "end to end, HTTP", **result})
     floor = _floor(base, bodies, args, stack, sessions)
     rows.extend({"measure": "same graph, no work in it", **result} for result, _ in floor)

@@ -1,16 +1,30 @@
-"""The HTTP contract: request and response bodies, and 422s that name the field without echoing it."""
+"""The HTTP contract: request and response bodies, 422s that name the field without echoing it, the
+bearer token that guards writes, and the bounds every request body and timestamp must keep."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Serve pickles `token_guard`'s dependency by value, without
+# the module names its string annotations would need, and FastAPI would take its parameters for queries.
 
-from datetime import UTC, datetime
+import hmac
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
+
+from seasonrec.config import AuthConfig, ServingConfig
+
+log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
+# Longest field name or location part a 422 echoes: a client's 1 MB extra key must not come back whole.
+MAX_ECHOED = 64
+# Reads `Authorization: Bearer ...` without refusing a request itself: `require_token` words the 401.
+BEARER = HTTPBearer(auto_error=False)
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 ContextValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
 
@@ -59,34 +73,102 @@ class EventResponse(BaseModel):
     request_id: str
 
 
+def require_token(credentials: HTTPAuthorizationCredentials | None, token: SecretStr | None, request: Request) -> None:
+    """A 401 unless the request carries `Authorization: Bearer <token>`; the check every write endpoint makes.
+
+    Compared in constant time, so the answer's timing tells nothing about how much of a guess was right.
+    With no token configured nothing can match: writes are refused rather than left open.
+    """
+    challenge = {"WWW-Authenticate": "Bearer"}
+    where = f"{request.method} {request.url.path}"
+    if token is None:
+        log.warning("%s refused: no write token is configured (auth.write_token)", where)
+        raise HTTPException(401, "no write token is configured on the server; writes are refused", challenge)
+    given = credentials.credentials.encode() if credentials else b""
+    if not hmac.compare_digest(given, token.get_secret_value().encode()):
+        # The token itself never reaches the log, right or wrong.
+        log.warning("%s refused: %s bearer token", where, "wrong" if given else "no")
+        raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer ...)", challenge)
+
+
+def token_guard(auth: Callable[[], AuthConfig], reads: bool = False):
+    """A dependency for an endpoint's `dependencies=[Depends(...)]`: writes always need the token,
+    reads (`reads=True`) only with `auth.protect_reads`. FastAPI runs it before it validates the
+    body's fields, so a caller without the token learns nothing from 422s either."""
+
+    async def guard(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+    ) -> None:
+        settings = auth()
+        if not reads or settings.protect_reads:
+            require_token(credentials, settings.write_token, request)
+
+    return guard
+
+
+def at_outside(at: datetime, serving: ServingConfig, now: datetime) -> str | None:
+    """Why `at` lies outside [now - at_past_days, now + at_future_s], or None when it lies inside.
+
+    Seasonal features of year 1 or 9999 are nonsense (and overflow the calendar code), and a
+    far-future event would otherwise outrank every real one.
+    """
+    earliest = now - timedelta(days=serving.at_past_days)
+    latest = now + timedelta(seconds=serving.at_future_s)
+    if earliest <= at <= latest:
+        return None
+    return f"must lie between {earliest:%Y-%m-%dT%H:%M:%SZ} and {latest:%Y-%m-%dT%H:%M:%SZ}"
+
+
+def unprocessable(field: str, msg: str) -> JSONResponse:
+    return JSONResponse({"detail": [{"loc": ["body", field], "msg": msg, "type": "value_error"}]}, status_code=422)
+
+
 async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with where and what, never the offending value: it may be huge, binary or hostile."""
     errors = [
-        {"loc": [str(p) for p in e.get("loc", ())][:6], "msg": e.get("msg", "invalid"), "type": e.get("type", "")}
+        {
+            "loc": [str(p)[:MAX_ECHOED] for p in e.get("loc", ())][:6],
+            "msg": str(e.get("msg", "invalid"))[:200],
+            "type": e.get("type", ""),
+        }
         for e in exc.errors()[:10]
     ]
     return JSONResponse({"detail": errors}, status_code=422)
 
 
 class Utf8Bodies:
-    """A POST body that is not UTF-8 is a 422 naming the body, not FastAPI's bare 400.
+    """A body longer than the limit is a 413, one that is not UTF-8 a 422 naming the body.
 
+    The length is checked from Content-Length before anything is read, and again as the
+    chunks of a streamed body arrive, so no body longer than the limit is ever held whole.
     Plain ASGI rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware runs
     every request through extra tasks and streams, a cost paid on every recommendation.
+    `max_body_bytes` is asked per request: the Serve replica learns its settings only after
+    the app is built.
     """
 
-    def __init__(self, app):
+    def __init__(self, app, max_body_bytes: Callable[[], int]):
         self.app = app
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST":
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        chunks, message = [], {"more_body": True}
+        limit = self.max_body_bytes()
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > limit:
+            return await _too_large(limit)(scope, receive, send)
+        if scope["method"] in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        chunks, size, message = [], 0, {"more_body": True}
         while message.get("more_body"):
             message = await receive()
             if message["type"] != "http.request":  # the client went away: let the app see it
                 return await self.app(scope, _replay(message, receive), send)
             chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return await _too_large(limit)(scope, receive, send)
         body = b"".join(chunks)
         try:
             body.decode("utf-8")
@@ -94,6 +176,11 @@ class Utf8Bodies:
             detail = [{"loc": ["body"], "msg": "the body is not valid UTF-8", "type": "unicode_error"}]
             return await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
         return await self.app(scope, _replay({"type": "http.request", "body": body, "more_body": False}, receive), send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    detail = [{"loc": ["body"], "msg": f"the body is longer than {limit} bytes", "type": "too_large"}]
+    return JSONResponse({"detail": detail}, status_code=413)
 
 
 def _replay(first: dict, receive):

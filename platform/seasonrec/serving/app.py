@@ -11,7 +11,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Response
+from fastapi import Depends, FastAPI, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,13 +19,16 @@ from pydantic import BaseModel, ConfigDict
 from ray import serve
 
 from seasonrec import schema as s
-from seasonrec.config import load_settings
+from seasonrec.config import Settings, load_settings
 from seasonrec.serving.api import (
     EventRequest,
     EventResponse,
     RecommendationRequest,
     RecommendationResponse,
     Utf8Bodies,
+    at_outside,
+    token_guard,
+    unprocessable,
     validation_error,
 )
 
@@ -35,9 +38,18 @@ log = logging.getLogger(__name__)
 # stages, the proxy and the controller on a 2-core machine. The chart sets real requests.
 LIGHT = {"num_cpus": 0.1}
 
+
+def _settings() -> Settings:
+    """The Ingress replica's settings. Serve runs a copy of `api` made at import, before any settings
+    are loaded, so its middleware and dependencies ask the replica for them on each request."""
+    return serve.get_replica_context().servable_object.settings
+
+
 api = FastAPI(title="seasonrec", description="Seasonal product recommendations.", version="0.1.0")
 api.add_exception_handler(RequestValidationError, validation_error)
-api.add_middleware(Utf8Bodies)
+api.add_middleware(Utf8Bodies, max_body_bytes=lambda: _settings().serving.max_body_bytes)
+WRITE = Depends(token_guard(lambda: _settings().auth))
+READ = Depends(token_guard(lambda: _settings().auth, reads=True))
 
 
 class AppArgs(BaseModel):
@@ -95,7 +107,10 @@ class Scorer:
         degraded, version = False, None
         try:
             timeout = self.settings.triton.timeout_ms / 1000
-            scores, version = await asyncio.wait_for(self._get().score(fetched), timeout)
+            # No candidate left (all the caller's were unknown): nothing to ask the model.
+            scores = []
+            if fetched["items"][s.ITEM_ID]:
+                scores, version = await asyncio.wait_for(self._get().score(fetched), timeout)
         except (SeasonrecError, TimeoutError) as exc:
             log.warning("scoring failed (%s); seasonal fallback", type(exc).__name__)
             scores, degraded = fetched["items"]["pool_score"], True
@@ -107,6 +122,7 @@ class Scorer:
             "model_version": version,
             "degraded": degraded,
             "elapsed_ms": elapsed,
+            "unknown_candidates": fetched["unknown_candidates"],
         }
 
     async def ready(self) -> bool:
@@ -135,29 +151,27 @@ class ReRanker:
             "model_version": scored["model_version"],
             "degraded": scored["degraded"],
             "elapsed_ms": elapsed,
+            "unknown_candidates": scored.get("unknown_candidates", 0),
         }
 
-    def rules_status(self) -> dict:
-        self.book.current()
-        return {"path": str(self.book.path), "version": self.book.rules.version, "error": self.book.error}
+
+def _reason(exc: BaseException) -> str:
+    """The replica's own message: a remote error's text also carries the whole remote traceback."""
+    return str(getattr(exc, "cause", None) or exc).splitlines()[0][:300]
 
 
 def _finite(x: float) -> float | None:
     return None if x != x else round(float(x), 6)  # NaN: a pinned item that was not scored
 
 
-def _unprocessable(field: str, msg: str) -> JSONResponse:
-    return JSONResponse({"detail": [{"loc": ["body", field], "msg": msg, "type": "value_error"}]}, status_code=422)
-
-
 @serve.deployment(name="Ingress", ray_actor_options=LIGHT)
 @serve.ingress(api)
 class Ingress:
     def __init__(self, fetcher, scorer, reranker, config: str | None):
-        from seasonrec.serving.metrics import STAGE_SECONDS
+        from seasonrec.serving.metrics import STAGE_SECONDS, UNKNOWN_CANDIDATES
 
         self.fetcher, self.scorer, self.reranker = fetcher, scorer, reranker
-        self.stages = STAGE_SECONDS
+        self.stages, self.unknown_candidates = STAGE_SECONDS, UNKNOWN_CANDIDATES
         self.settings = load_settings(config)
         self.known_regions: set[str] | None = None
 
@@ -166,25 +180,35 @@ class Ingress:
             self.known_regions = set(await self.fetcher.regions.remote())
         return self.known_regions
 
-    @api.post("/v1/recommendations", response_model=RecommendationResponse)
+    async def _invalid(self, region: str | None, at: datetime) -> JSONResponse | None:
+        """A 422 for what the body's own schema cannot know: the regions we serve, and `at`'s bounds."""
+        if region is not None and region not in await self._regions():
+            return unprocessable("region", "unknown region")
+        outside = at_outside(at, self.settings.serving, datetime.now(UTC))
+        return unprocessable("at", outside) if outside else None
+
+    @api.post("/v1/recommendations", response_model=RecommendationResponse, dependencies=[READ])
     async def recommend(self, body: RecommendationRequest) -> RecommendationResponse | JSONResponse:
+        from seasonrec.serving.fetcher import StoreUnavailable
+
         request_id = uuid.uuid4().hex
-        if body.region is not None and body.region not in await self._regions():
-            return _unprocessable("region", "unknown region")
-        if body.candidates and len(body.candidates) > self.settings.serving.max_candidates:
-            return _unprocessable("candidates", f"at most {self.settings.serving.max_candidates} candidates")
         at = body.at or datetime.now(UTC)
+        if invalid := await self._invalid(body.region, at):
+            return invalid
+        if body.candidates and len(body.candidates) > self.settings.serving.max_candidates:
+            return unprocessable("candidates", f"at most {self.settings.serving.max_candidates} candidates")
         started = time.perf_counter()
         # One chain: each stage hands its result straight to the next, not back through here.
         fetched = self.fetcher.fetch.remote(body.user_id, body.region, at, body.candidates)
         try:
             result = await self.reranker.rerank.remote(self.scorer.score.remote(fetched), body.k, at)
-        except Exception as exc:  # the online store is down: serve the seasonal pools kept in memory
-            log.warning("request %s: feature fetch failed (%s); seasonal fallback", request_id, type(exc).__name__)
+        except StoreUnavailable as exc:  # serve the seasonal pools kept in memory; any other error is a bug: a 500
+            log.warning("request %s: feature fetch failed (%s); seasonal fallback", request_id, _reason(exc))
             result = await self.reranker.rerank.remote(self.fetcher.fallback.remote(body.region, at), body.k, at)
         for stage, ms in result["elapsed_ms"].items():
             self.stages.labels(stage).observe(ms / 1000)
         self.stages.labels("total").observe(time.perf_counter() - started)
+        self.unknown_candidates.inc(result["unknown_candidates"])
         return RecommendationResponse(
             items=result["items"],
             model_version=result["model_version"],
@@ -192,13 +216,23 @@ class Ingress:
             request_id=request_id,
         )
 
-    @api.post("/v1/events", response_model=EventResponse)
+    @api.post("/v1/events", response_model=EventResponse, dependencies=[WRITE])
     async def event(self, body: EventRequest) -> EventResponse | JSONResponse:
-        if body.region is not None and body.region not in await self._regions():
-            return _unprocessable("region", "unknown region")
+        from seasonrec.serving.fetcher import NewUserLimit, StoreUnavailable, UnknownItem
+
+        at = body.at or datetime.now(UTC)
+        if invalid := await self._invalid(body.region, at):
+            return invalid
+        # Ray re-raises a replica's error as a subclass of its own type, so these match remote errors.
         try:
-            await self.fetcher.push.remote(body.user_id, body.item_id, body.event_type, body.at or datetime.now(UTC))
-        except Exception:
+            await self.fetcher.push.remote(body.user_id, body.item_id, body.event_type, at)
+        except UnknownItem:
+            return unprocessable("item_id", "unknown item")
+        except NewUserLimit:
+            detail = "too many events for new users this minute; retry later"
+            return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": "60"})
+        except StoreUnavailable as exc:
+            log.warning("event not recorded: %s", _reason(exc))
             return JSONResponse({"detail": "online store unavailable; event not recorded"}, status_code=503)
         return EventResponse(accepted=True, request_id=uuid.uuid4().hex)
 
@@ -208,10 +242,11 @@ class Ingress:
 
     @api.get("/readyz")
     async def readyz(self) -> JSONResponse:
+        """Only the status: what is wrong goes to the log (a refused rules file: the ReRanker's)."""
         triton = await self.scorer.ready.remote()
-        rules = await self.reranker.rules_status.remote()
-        body = {"triton": triton, "rules": rules}
-        return JSONResponse(body, status_code=200 if triton else 503)
+        if not triton:
+            log.warning("not ready: Triton or its model is not ready")
+        return JSONResponse({"status": "ready" if triton else "not ready"}, status_code=200 if triton else 503)
 
     @api.get("/metrics")
     async def metrics(self) -> Response:

@@ -27,6 +27,7 @@ def show_recommendations(
     from seasonrec.features.store import sample_users
 
     url = f"http://{settings.serving.host}:{settings.serving.port}/v1/recommendations"
+    headers = read_headers(settings)
     console = Console(file=sys.stdout)
     for user in sample_users(settings, users):
         table = Table(title=f"user {user}: top {k}", show_lines=True)
@@ -37,7 +38,7 @@ def show_recommendations(
             for at in moments or DEFAULT_MOMENTS:
                 body = {"user_id": user, "k": k, "region": region, "at": at.isoformat()}
                 try:
-                    reply = httpx.post(url, json=body, timeout=30)
+                    reply = httpx.post(url, json=body, headers=headers, timeout=30)
                 except httpx.HTTPError as exc:
                     raise SeasonrecError(f"{url}: {type(exc).__name__}; is `seasonrec serve start` running?") from exc
                 if reply.status_code != 200:
@@ -53,6 +54,15 @@ def show_recommendations(
                 table.add_row(f"{at:%Y-%m-%d} {region}\nmodel v{data['model_version']}{flag}", "\n".join(lines))
         console.print(table)
         console.print(overlap_lines(lists))
+
+
+def read_headers(settings: Settings) -> dict[str, str]:
+    """The bearer token where reads need it too (`auth.protect_reads`): the configured one, else the stack's."""
+    if not settings.auth.protect_reads:
+        return {}
+    from seasonrec.serving.stack import ServeStack
+
+    return {"Authorization": f"Bearer {ServeStack(settings).write_token()}"}
 
 
 def overlap_lines(lists: dict[tuple[str, datetime], list[str]]) -> str:

@@ -7,6 +7,10 @@ on-demand view. Static item attributes sit in a bounded cache with a TTL. If the
 online store fails, `StoreUnavailable` tells the caller to fall back to the
 seasonal pools, which are kept from the offline table.
 
+An event rewrites the user's history (read, append, write back) under a lock of
+that user's, taken in Redis itself or, on SQLite, on a file next to the database,
+so concurrent events of one user are never lost.
+
 Title embeddings are the one large item feature (384 floats an item). They are
 static, and only the model reads them, so `TitleEmbeddings` keeps them in the
 Scorer's process: requests carry item ids between replicas, never the vectors.
@@ -14,9 +18,14 @@ Scorer's process: requests carry item ids between replicas, never the vectors.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
+import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,8 +71,116 @@ ITEM_COLUMNS = (
 )
 
 
+# An event waiting longer than this for another write of the same user's history gets a 503.
+LOCK_WAIT_S = 2.0
+# A Redis lock whose holder died frees itself after this; a push takes milliseconds.
+LOCK_HOLD_S = 10.0
+# SQLite: users share a lock byte per stripe, so the lock file stays small whatever the number of users.
+LOCK_STRIPES = 4096
+# fcntl locks belong to the process, so its threads (and its readers of one store) need these as well.
+_THREAD_STRIPES = [threading.Lock() for _ in range(LOCK_STRIPES)]
+
+
 class StoreUnavailable(SeasonrecError):
-    """The online store did not answer."""
+    """The online store did not answer (or another write of the user held it too long)."""
+
+
+class UnknownItem(SeasonrecError):
+    """An event names an item that the catalogue does not hold."""
+
+
+class NewUserLimit(SeasonrecError):
+    """Too many events this minute for users that the online store has never seen."""
+
+
+class TokenBucket:
+    """At most `per_minute` takes a minute, in bursts of up to that many."""
+
+    def __init__(self, per_minute: int, clock=time.monotonic):
+        self.rate, self.capacity, self.clock = per_minute / 60, float(per_minute), clock
+        self.tokens, self.last = self.capacity, clock()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
+
+class UserLocks:
+    """One lock per user, shared by every process that writes the same online store.
+
+    Redis: redis-py's Lock in the store's own Redis (SET NX PX, released by a Lua script that
+    checks the holder's token), so replicas on any host exclude each other. SQLite: a byte of a
+    lock file next to the database (fcntl, one byte per stripe of users), with a thread lock
+    per stripe for this process's own threads.
+    """
+
+    def __init__(self, store, provider):
+        config = store.config.online_store
+        self.redis = None
+        if config.type == "redis":
+            self.redis = provider.online_store._get_client(config)  # Feast's own client: same address and AUTH
+            self.prefix = f"{store.project}:event_lock:"
+        else:
+            path = f"{provider.online_store._get_db_path(store.config)}.events.lock"
+            # Never closed: closing any descriptor of the file would drop every lock this process holds on it.
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @contextlib.contextmanager
+    def hold(self, user_id: str) -> Iterator[None]:
+        with self._redis(user_id) if self.redis is not None else self._file(user_id):
+            yield
+
+    @contextlib.contextmanager
+    def _redis(self, user_id: str) -> Iterator[None]:
+        from redis.exceptions import LockError, RedisError
+
+        lock = self.redis.lock(self.prefix + user_id, timeout=LOCK_HOLD_S, blocking_timeout=LOCK_WAIT_S)
+        try:
+            acquired = lock.acquire()
+        except RedisError as exc:
+            raise StoreUnavailable(f"online store: lock failed: {type(exc).__name__}") from exc
+        if not acquired:
+            raise StoreUnavailable(f"another write of this user's history held its lock over {LOCK_WAIT_S} s")
+        try:
+            yield
+        finally:
+            try:
+                lock.release()
+            except (LockError, RedisError) as exc:  # expired meanwhile, or Redis went away: it frees itself
+                log.warning("event lock not released: %s", type(exc).__name__)
+
+    @contextlib.contextmanager
+    def _file(self, user_id: str) -> Iterator[None]:
+        import fcntl
+
+        # crc32, not hash(): every process must pick the same byte for a user.
+        stripe = zlib.crc32(user_id.encode()) % LOCK_STRIPES
+        deadline = time.monotonic() + LOCK_WAIT_S
+        busy = StoreUnavailable(f"another write of this user's history held its lock over {LOCK_WAIT_S} s")
+        if not _THREAD_STRIPES[stripe].acquire(timeout=LOCK_WAIT_S):
+            raise busy
+        try:
+            while True:  # fcntl cannot wait with a bound: poll
+                try:
+                    fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, stripe)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise busy from None
+                    time.sleep(0.005)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, stripe)
+        finally:
+            _THREAD_STRIPES[stripe].release()
 
 
 class TTLCache:
@@ -132,7 +249,9 @@ class OnlineReader:
             found = self.provider.online_read(self.store.config, fv, entity_keys)
         except Exception as exc:  # Redis or SQLite errors: each client library has its own types
             raise StoreUnavailable(f"online store: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
-        return [{k: _python(v) for k, v in (values or {}).items()} for _, values in found]
+        rows = [{k: _python(v) for k, v in (values or {}).items()} for _, values in found]
+        # Redis answers a key it does not hold with every feature null, SQLite with no row: both are {} here.
+        return [row if any(v is not None for v in row.values()) else {} for row in rows]
 
 
 class TitleEmbeddings(OnlineReader):
@@ -185,6 +304,8 @@ class FeatureReader(OnlineReader):
         self.neighbours = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.fallback_pools = _offline_pools(settings)
         self.new_arrivals = _new_arrivals(settings)
+        self.locks = UserLocks(self.store, self.provider)
+        self.new_users = TokenBucket(cfg.new_user_events_per_minute)
 
     def user(self, user_id: str) -> dict[str, Any]:
         views = (s.USER_STATS, s.USER_HISTORY, s.USER_REPEATS)
@@ -220,10 +341,18 @@ class FeatureReader(OnlineReader):
         """The user's own purchases of each item (`user_item_stats`), in order; {} for never bought."""
         return self._read(s.USER_ITEM_STATS, [{s.USER_ID: user_id, s.ITEM_ID: i} for i in item_ids])
 
+    def known_items(self, item_ids: list[str]) -> list[str]:
+        """Those of `item_ids` that the catalogue holds (an `item_profile` row), in order."""
+        return [i for i, row in zip(item_ids, self._items(item_ids), strict=True) if row]
+
+    def _items(self, item_ids: list[str]) -> list[dict[str, Any]]:
+        # The Scorer keeps its own title embeddings (TitleEmbeddings): 384 floats an item need not sit here too.
+        views = (s.ITEM_PROFILE, s.ITEM_DEMAND)
+        return self._cached(self.items, {}, views, item_ids, drop=(s.TITLE_EMBEDDING,), known_only=True)
+
     def item_rows(self, item_ids: list[str], region: str) -> list[dict[str, Any]]:
         """Profile and demand plus the regional trend and demand, for each item, in order; all cached."""
-        # The Scorer keeps its own title embeddings (TitleEmbeddings): 384 floats an item need not sit here too.
-        items = self._cached(self.items, {}, (s.ITEM_PROFILE, s.ITEM_DEMAND), item_ids, drop=(s.TITLE_EMBEDDING,))
+        items = self._items(item_ids)
         # Trends and regional demand change when materialized (daily); the TTL bounds how stale one can be.
         regional = self._cached(self.trends, {s.REGION: region}, (s.REGION_ITEM_TRENDS, s.REGION_ITEM_DEMAND), item_ids)
         halves = self._cached(
@@ -232,17 +361,29 @@ class FeatureReader(OnlineReader):
         return [{s.ITEM_ID: i, **p, **r, **h} for i, p, r, h in zip(item_ids, items, regional, halves, strict=True)]
 
     def _cached(
-        self, cache: TTLCache, keys: dict[str, str], views: tuple[str, ...], item_ids: list[str], drop: tuple = ()
+        self,
+        cache: TTLCache,
+        keys: dict[str, str],
+        views: tuple[str, ...],
+        item_ids: list[str],
+        drop: tuple = (),
+        known_only: bool = False,
     ) -> list[dict]:
-        """The rows of `views` for each item (and the other entity `keys`), merged per item, through `cache`."""
+        """The rows of `views` for each item (and the other entity `keys`), merged per item, through `cache`.
+
+        With `known_only`, an item without a row in the first view is {} and is not cached: made-up
+        ids must not push real items out of the cache.
+        """
         scope = tuple(keys.values())
-        stale = [i for i in item_ids if cache.get((i, *scope)) is None]
+        stale = [i for i in dict.fromkeys(item_ids) if cache.get((i, *scope)) is None]
+        read: dict[str, dict] = {}
         if stale:
             reads = [self._read(view, [{s.ITEM_ID: i, **keys} for i in stale]) for view in views]
             for item, *rows in zip(stale, *reads, strict=True):
-                merged = {k: v for row in rows for k, v in row.items() if k not in drop}
-                cache.put((item, *scope), merged)
-        return [cache.get((i, *scope)) or {} for i in item_ids]
+                read[item] = {k: v for row in rows for k, v in row.items() if k not in drop}
+                if rows[0] or not known_only:
+                    cache.put((item, *scope), read[item])
+        return [read[i] if i in read else cache.get((i, *scope)) or {} for i in item_ids]
 
     def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
         """Everything the scorer and the re-ranker need for one request."""
@@ -250,14 +391,11 @@ class FeatureReader(OnlineReader):
         user = self.user(user_id)
         region = region or user.get(s.HOME_REGION) or s.POOL_ALL_REGIONS
         pool = dict(self.pool(region, at))
-        # Candidates the caller names were proposed by no source of ours.
-        proposed = (
-            CandidateSet(list(candidates), [()] * len(candidates))
-            if candidates
-            else self.candidates(user, list(pool), at)
-        )
+        # Candidates the caller names were proposed by no source of ours; those the catalogue lacks are dropped.
+        known = self.known_items(candidates) if candidates else []
+        proposed = CandidateSet(known, [()] * len(known)) if candidates else self.candidates(user, list(pool), at)
         rows = self.item_rows(proposed.item_ids, region)
-        for row, own in zip(rows, self.bought(user_id, proposed.item_ids), strict=True):
+        for row, own in zip(rows, self.bought(user_id, proposed.item_ids) if rows else [], strict=True):
             row.update(own)
         ts = int(at.timestamp())
         context = seasonal_context(
@@ -299,31 +437,42 @@ class FeatureReader(OnlineReader):
             },
             "region": region,
             "elapsed_ms": {"fetch": (time.perf_counter() - started) * 1000},
+            "unknown_candidates": len(candidates or ()) - len(known),
         }
 
     def push_event(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
-        """Append an event to the user's online history at once (Feast push, online only)."""
+        """Append an event to the user's online history at once (Feast push, online only).
+
+        Raises UnknownItem, NewUserLimit (a user the store has never seen, over the rate), or
+        StoreUnavailable (the store is down, or the user's lock stayed busy).
+        """
         import pandas as pd
         from feast.data_source import PushMode
 
-        current = self.user(user_id)
-        n = self.settings.features.history_length
-        ids = ([*(current.get(s.HISTORY_ITEM_IDS) or []), item_id])[-n:]
-        times = ([*(current.get(s.HISTORY_TS) or []), int(at.timestamp())])[-n:]
-        types = ([*(current.get(s.HISTORY_EVENT_TYPES) or [None] * (len(ids) - 1)), event_type])[-n:]
-        row = {
-            s.USER_ID: [user_id],
-            # Stamped when written: an online store keeps the newest row, and a replayed
-            # event from the past must still replace the materialized snapshot.
-            s.FEATURE_TS: [pd.Timestamp(max(at, datetime.now(UTC)))],
-            s.HISTORY_ITEM_IDS: [ids],
-            s.HISTORY_TS: [times],
-            s.HISTORY_EVENT_TYPES: [types],
-        }
-        try:
-            self.store.push(s.USER_EVENTS_PUSH, pd.DataFrame(row), to=PushMode.ONLINE)
-        except Exception as exc:
-            raise StoreUnavailable(f"online store: push failed: {type(exc).__name__}") from exc
+        if not self.known_items([item_id]):
+            raise UnknownItem("unknown item")
+        with self.locks.hold(user_id):
+            current = self.user(user_id)
+            if not current and not self.new_users.take():
+                raise NewUserLimit("too many events for new users this minute")
+            n = self.settings.features.history_length
+            ids = ([*(current.get(s.HISTORY_ITEM_IDS) or []), item_id])[-n:]
+            times = ([*(current.get(s.HISTORY_TS) or []), int(at.timestamp())])[-n:]
+            types = ([*(current.get(s.HISTORY_EVENT_TYPES) or [None] * (len(ids) - 1)), event_type])[-n:]
+            row = {
+                s.USER_ID: [user_id],
+                # Stamped by the server, never with the event's `at`: an online store keeps the newest row,
+                # so a replayed event must still replace the materialized snapshot, and one dated 2200 would
+                # make the store (Redis) skip every later write of this user until 2200.
+                s.FEATURE_TS: [pd.Timestamp(datetime.now(UTC))],
+                s.HISTORY_ITEM_IDS: [ids],
+                s.HISTORY_TS: [times],
+                s.HISTORY_EVENT_TYPES: [types],
+            }
+            try:
+                self.store.push(s.USER_EVENTS_PUSH, pd.DataFrame(row), to=PushMode.ONLINE)
+            except Exception as exc:
+                raise StoreUnavailable(f"online store: push failed: {type(exc).__name__}") from exc
 
 
 def _offline_pools(settings: Settings) -> dict[tuple[str, int], list[tuple[str, float]]]:

@@ -68,16 +68,16 @@ class RankerClient:
         return result.as_numpy(s.RANKER_OUTPUT), result.get_response().model_version
 
     async def ready_versions(self) -> list[int]:
-        """The versions of the model Triton has loaded and ready."""
+        """The versions of the model Triton has loaded and ready.
+
+        From the model's metadata, not the repository index: the chart keys Triton's
+        model-repository API (index, load, unload) to a Secret the Scorer does not hold.
+        """
         try:
-            index = await self._client.get_model_repository_index(as_json=True, client_timeout=self.timeout_s)
+            metadata = await self._client.get_model_metadata(self.model, as_json=True, client_timeout=self.timeout_s)
         except Exception as exc:
             raise ScorerUnavailable(f"Triton at {self.url}: {type(exc).__name__}") from exc
-        return [
-            int(m["version"])
-            for m in index.get("models", [])
-            if m.get("name") == self.model and m.get("state") == "READY"
-        ]
+        return sorted(int(v) for v in metadata.get("versions", []))
 
     async def ready(self) -> bool:
         try:

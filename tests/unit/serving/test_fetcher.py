@@ -1,11 +1,15 @@
-"""The Scorer's title-embedding cache: order, zeros for unknown items, one store read per item."""
+"""The Scorer's title-embedding cache, the catalogue check on candidates, and the new-user rate."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import numpy as np
 
 from seasonrec import schema as s
-from seasonrec.serving.fetcher import TitleEmbeddings, TTLCache
+from seasonrec.candidates.sources import Launches
+from seasonrec.config import Settings
+from seasonrec.serving.fetcher import FeatureReader, TitleEmbeddings, TokenBucket, TTLCache
 
 
 class CountingTitles(TitleEmbeddings):
@@ -41,3 +45,56 @@ def test_a_cache_smaller_than_the_request_still_answers_every_item():
     titles = CountingTitles({str(i): [float(i), 0.0] for i in range(5)}, cache_size=2)
     got = titles.lookup([str(i) for i in range(5)])
     np.testing.assert_array_equal(got[:, 0], [0, 1, 2, 3, 4])
+
+
+class CatalogueReader(FeatureReader):
+    """The real request path over an in-memory store holding item profiles only, counting the ids it reads."""
+
+    def __init__(self, profiles: dict[str, dict], cache_size: int = 100):
+        self.settings = Settings()
+        self.items, self.trends, self.hemisphere_demand, self.neighbours = (TTLCache(cache_size, 60) for _ in range(4))
+        self.new_arrivals = Launches([])
+        self.profiles, self.asked = profiles, []
+
+    def _read(self, view, rows):
+        if view != s.ITEM_PROFILE:
+            return [{} for _ in rows]
+        self.asked += [r[s.ITEM_ID] for r in rows]
+        return [self.profiles.get(r[s.ITEM_ID], {}) for r in rows]
+
+
+CATALOGUE = {item: {s.CATEGORY: "decor", s.PRICE: 2.5} for item in ("A", "B", "C")}
+
+
+def test_candidates_outside_the_catalogue_are_dropped_and_counted():
+    reader = CatalogueReader(CATALOGUE)
+    made_up = [f"MADE-UP-{i}" for i in range(1_000)]
+    fetched = reader.request("u1", "GB", datetime(2024, 12, 10, tzinfo=UTC), ["B", *made_up, "A"])
+    assert fetched["items"][s.ITEM_ID] == ["B", "A"]
+    assert fetched["unknown_candidates"] == 1_000
+
+
+def test_made_up_candidates_never_push_catalogue_items_out_of_the_cache():
+    reader = CatalogueReader(CATALOGUE, cache_size=10)
+    assert reader.known_items(["A", "B"]) == ["A", "B"]
+    assert reader.known_items([f"MADE-UP-{i}" for i in range(50)] + ["C"]) == ["C"]
+    reader.asked.clear()
+    assert reader.known_items(["A", "B", "C", "MADE-UP-1"]) == ["A", "B", "C"]
+    assert reader.asked == ["MADE-UP-1"]  # A, B and C still cached; an unknown id is asked again, never kept
+    assert len(reader.items) == 3
+
+
+def test_new_users_are_limited_to_their_rate_and_it_refills_with_time():
+    now = [0.0]
+    bucket = TokenBucket(per_minute=2, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+    now[0] = 29.0
+    assert bucket.take() is False
+    now[0] = 31.0  # one token back after half a minute
+    assert [bucket.take(), bucket.take()] == [True, False]
+    now[0] = 10_000.0  # never more than a minute's worth saved up
+    assert [bucket.take() for _ in range(3)] == [True, True, False]
+
+
+def test_a_limit_of_zero_refuses_every_new_user():
+    assert TokenBucket(per_minute=0).take() is False
