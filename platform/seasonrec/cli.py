@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,17 +17,10 @@ from pydantic import ValidationError
 
 from seasonrec.config import Settings, load_settings
 from seasonrec.errors import SeasonrecError
+from seasonrec.progress import terminal_text
 from seasonrec.schema import THEMES_FILE
 
 log = logging.getLogger("seasonrec")
-
-# File names, column headers and ids come from the user's data: an ESC byte among them would recolour or rewrite
-# the terminal they are printed on, so every control character is shown as its escape (\x1b) instead.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def terminal_text(text: str) -> str:
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 class _TerminalFormatter(logging.Formatter):

@@ -164,7 +164,7 @@ class ServingConfig(_Model):
     # A request's or event's `at` must lie in [now - at_past_days, now + at_future_s]: outside it is a 422.
     at_past_days: int = Field(3_650, gt=0)
     at_future_s: float = Field(300.0, ge=0)
-    # Events for users the online store has never seen (new customers) per minute, per Ingress replica.
+    # Events for users the online store has never seen (new customers) per minute, per FeatureFetcher replica.
     new_user_events_per_minute: int = Field(600, ge=0)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 # --- canonical columns ------------------------------------------------------
 USER_ID = "user_id"
 ITEM_ID = "item_id"
+# The longest user or item id: ingest rejects longer ones, so the API refuses them too.
+MAX_ID_LENGTH = 128
 EVENT_TS = "event_ts"
 EVENT_TYPE = "event_type"
 QUANTITY = "quantity"

@@ -29,9 +29,10 @@ from seasonrec.features import store as feast_store
 from seasonrec.features.store import sample_users
 from seasonrec.model.train import TrainOptions, train
 from seasonrec.processes import free_port
-from seasonrec.serving import fetcher
-from seasonrec.serving.fetcher import FeatureReader, NewUserLimit, StoreUnavailable, UnknownItem
+from seasonrec.serving import writes
+from seasonrec.serving.fetcher import FeatureReader
 from seasonrec.serving.stack import ServeStack
+from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, UnknownItem
 from seasonrec.triton.server import TritonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -356,7 +357,8 @@ WRITER = """
 import json, sys, threading
 from datetime import datetime
 from seasonrec.config import Settings
-from seasonrec.serving.fetcher import FeatureReader, StoreUnavailable
+from seasonrec.serving.fetcher import FeatureReader
+from seasonrec.serving.writes import StoreUnavailable
 settings, user, events = Settings.model_validate_json(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 reader, accepted, refused = FeatureReader(settings), [], []
 def send(share):
@@ -428,7 +430,7 @@ def test_an_event_dated_ahead_does_not_hide_the_next_one(feast_settings):
 def test_an_event_waiting_too_long_for_the_users_lock_is_refused(feast_settings, monkeypatch):
     reader = FeatureReader(feast_settings)
     user, item = sample_users(feast_settings, 1)[0], _catalogue(feast_settings)[0]
-    monkeypatch.setattr(fetcher, "LOCK_WAIT_S", 0.3)
+    monkeypatch.setattr(writes, "LOCK_WAIT_S", 0.3)
     outcome = []
 
     def push():

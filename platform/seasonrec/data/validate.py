@@ -19,8 +19,6 @@ from seasonrec.errors import InputError
 
 SUFFIXES = (".parquet", ".csv", ".xlsx")
 
-# The API refuses longer ids (serving.api.MAX_ID_LENGTH), so a longer one could never be asked for.
-MAX_ID_LENGTH = 128
 ID_COLUMNS = (s.USER_ID, s.ITEM_ID)
 
 
@@ -198,7 +196,7 @@ def non_finite(column: str, dtype: pl.DataType) -> pl.Expr:
 def id_checks(column: str) -> list[Check]:
     """An id the API could never be asked for, or that would rewrite a terminal it is printed on."""
     return [
-        Check(f"{column}_too_long", staged(column).str.len_chars() > MAX_ID_LENGTH),
+        Check(f"{column}_too_long", staged(column).str.len_chars() > s.MAX_ID_LENGTH),
         Check(f"{column}_control_character", staged(column).str.contains(r"\p{Cc}")),
     ]
 

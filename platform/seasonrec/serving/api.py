@@ -16,16 +16,16 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 
+from seasonrec import schema as s
 from seasonrec.config import AuthConfig, ServingConfig
 
 log = logging.getLogger(__name__)
 
-MAX_ID_LENGTH = 128
 # Longest field name or location part a 422 echoes: a client's 1 MB extra key must not come back whole.
 MAX_ECHOED = 64
 # Reads `Authorization: Bearer ...` without refusing a request itself: `require_token` words the 401.
 BEARER = HTTPBearer(auto_error=False)
-ItemId = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
+ItemId = Annotated[str, StringConstraints(min_length=1, max_length=s.MAX_ID_LENGTH)]
 ContextValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
 
 

@@ -189,7 +189,7 @@ class Ingress:
 
     @api.post("/v1/recommendations", response_model=RecommendationResponse, dependencies=[READ])
     async def recommend(self, body: RecommendationRequest) -> RecommendationResponse | JSONResponse:
-        from seasonrec.serving.fetcher import StoreUnavailable
+        from seasonrec.serving.writes import StoreUnavailable
 
         request_id = uuid.uuid4().hex
         at = body.at or datetime.now(UTC)
@@ -218,7 +218,7 @@ class Ingress:
 
     @api.post("/v1/events", response_model=EventResponse, dependencies=[WRITE])
     async def event(self, body: EventRequest) -> EventResponse | JSONResponse:
-        from seasonrec.serving.fetcher import NewUserLimit, StoreUnavailable, UnknownItem
+        from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, UnknownItem
 
         at = body.at or datetime.now(UTC)
         if invalid := await self._invalid(body.region, at):

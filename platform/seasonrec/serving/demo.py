@@ -10,6 +10,7 @@ from rich.table import Table
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
+from seasonrec.progress import shown
 
 DEFAULT_MOMENTS = (datetime(2024, 7, 10, 12, tzinfo=UTC), datetime(2024, 12, 10, 12, tzinfo=UTC))
 DEFAULT_REGIONS = ("GB", "AU")
@@ -30,7 +31,7 @@ def show_recommendations(
     headers = read_headers(settings)
     console = Console(file=sys.stdout)
     for user in sample_users(settings, users):
-        table = Table(title=f"user {user}: top {k}", show_lines=True)
+        table = Table(title=f"user {shown(user)}: top {k}", show_lines=True)
         table.add_column("when / where")
         table.add_column("items (score; reasons)")
         lists: dict[tuple[str, datetime], list[str]] = {}
@@ -46,8 +47,8 @@ def show_recommendations(
                 data = reply.json()
                 lists[(region, at)] = [i["item_id"] for i in data["items"]]
                 lines = [
-                    f"{i['item_id']} ({i['score'] if i['score'] is None else round(i['score'], 2)}; "
-                    f"{', '.join(i['reasons']) or '-'})"
+                    f"{shown(i['item_id'])} ({i['score'] if i['score'] is None else round(i['score'], 2)}; "
+                    f"{shown(', '.join(i['reasons'])) or '-'})"
                     for i in data["items"]
                 ]
                 flag = " DEGRADED" if data["degraded"] else ""

@@ -7,9 +7,8 @@ on-demand view. Static item attributes sit in a bounded cache with a TTL. If the
 online store fails, `StoreUnavailable` tells the caller to fall back to the
 seasonal pools, which are kept from the offline table.
 
-An event rewrites the user's history (read, append, write back) under a lock of
-that user's, taken in Redis itself or, on SQLite, on a file next to the database,
-so concurrent events of one user are never lost.
+An event rewrites the user's history (read, append, write back) under the user's
+lock (`serving/writes.py`), so concurrent events of one user are never lost.
 
 Title embeddings are the one large item feature (384 floats an item). They are
 static, and only the model reads them, so `TitleEmbeddings` keeps them in the
@@ -18,14 +17,9 @@ Scorer's process: requests carry item ids between replicas, never the vectors.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import threading
 import time
-import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +40,7 @@ from seasonrec.config import Settings
 from seasonrec.data.calendar import hemisphere
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
+from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, TokenBucket, UnknownItem, UserLocks
 
 log = logging.getLogger(__name__)
 
@@ -69,118 +64,6 @@ ITEM_COLUMNS = (
     *s.USER_ITEM_FEATURES,
     *s.ITEM_REBUY_FEATURES,
 )
-
-
-# An event waiting longer than this for another write of the same user's history gets a 503.
-LOCK_WAIT_S = 2.0
-# A Redis lock whose holder died frees itself after this; a push takes milliseconds.
-LOCK_HOLD_S = 10.0
-# SQLite: users share a lock byte per stripe, so the lock file stays small whatever the number of users.
-LOCK_STRIPES = 4096
-# fcntl locks belong to the process, so its threads (and its readers of one store) need these as well.
-_THREAD_STRIPES = [threading.Lock() for _ in range(LOCK_STRIPES)]
-
-
-class StoreUnavailable(SeasonrecError):
-    """The online store did not answer (or another write of the user held it too long)."""
-
-
-class UnknownItem(SeasonrecError):
-    """An event names an item that the catalogue does not hold."""
-
-
-class NewUserLimit(SeasonrecError):
-    """Too many events this minute for users that the online store has never seen."""
-
-
-class TokenBucket:
-    """At most `per_minute` takes a minute, in bursts of up to that many."""
-
-    def __init__(self, per_minute: int, clock=time.monotonic):
-        self.rate, self.capacity, self.clock = per_minute / 60, float(per_minute), clock
-        self.tokens, self.last = self.capacity, clock()
-        self.lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self.lock:
-            now = self.clock()
-            self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.rate)
-            self.last = now
-            if self.tokens < 1:
-                return False
-            self.tokens -= 1
-            return True
-
-
-class UserLocks:
-    """One lock per user, shared by every process that writes the same online store.
-
-    Redis: redis-py's Lock in the store's own Redis (SET NX PX, released by a Lua script that
-    checks the holder's token), so replicas on any host exclude each other. SQLite: a byte of a
-    lock file next to the database (fcntl, one byte per stripe of users), with a thread lock
-    per stripe for this process's own threads.
-    """
-
-    def __init__(self, store, provider):
-        config = store.config.online_store
-        self.redis = None
-        if config.type == "redis":
-            self.redis = provider.online_store._get_client(config)  # Feast's own client: same address and AUTH
-            self.prefix = f"{store.project}:event_lock:"
-        else:
-            path = f"{provider.online_store._get_db_path(store.config)}.events.lock"
-            # Never closed: closing any descriptor of the file would drop every lock this process holds on it.
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    @contextlib.contextmanager
-    def hold(self, user_id: str) -> Iterator[None]:
-        with self._redis(user_id) if self.redis is not None else self._file(user_id):
-            yield
-
-    @contextlib.contextmanager
-    def _redis(self, user_id: str) -> Iterator[None]:
-        from redis.exceptions import LockError, RedisError
-
-        lock = self.redis.lock(self.prefix + user_id, timeout=LOCK_HOLD_S, blocking_timeout=LOCK_WAIT_S)
-        try:
-            acquired = lock.acquire()
-        except RedisError as exc:
-            raise StoreUnavailable(f"online store: lock failed: {type(exc).__name__}") from exc
-        if not acquired:
-            raise StoreUnavailable(f"another write of this user's history held its lock over {LOCK_WAIT_S} s")
-        try:
-            yield
-        finally:
-            try:
-                lock.release()
-            except (LockError, RedisError) as exc:  # expired meanwhile, or Redis went away: it frees itself
-                log.warning("event lock not released: %s", type(exc).__name__)
-
-    @contextlib.contextmanager
-    def _file(self, user_id: str) -> Iterator[None]:
-        import fcntl
-
-        # crc32, not hash(): every process must pick the same byte for a user.
-        stripe = zlib.crc32(user_id.encode()) % LOCK_STRIPES
-        deadline = time.monotonic() + LOCK_WAIT_S
-        busy = StoreUnavailable(f"another write of this user's history held its lock over {LOCK_WAIT_S} s")
-        if not _THREAD_STRIPES[stripe].acquire(timeout=LOCK_WAIT_S):
-            raise busy
-        try:
-            while True:  # fcntl cannot wait with a bound: poll
-                try:
-                    fcntl.lockf(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, stripe)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise busy from None
-                    time.sleep(0.005)
-            try:
-                yield
-            finally:
-                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, stripe)
-        finally:
-            _THREAD_STRIPES[stripe].release()
 
 
 class TTLCache:

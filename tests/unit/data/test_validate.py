@@ -156,10 +156,3 @@ def test_brackets_in_a_file_name_are_not_a_glob(tmp_path, name):
     frame = pl.DataFrame({"a": ["1", "2"]})
     frame.write_csv(path) if name.endswith(".csv") else frame.write_parquet(path)
     assert scan_table(path).collect()["a"].to_list() == ["1", "2"]
-
-
-def test_ingest_id_limit_is_the_apis():
-    from seasonrec.data.validate import MAX_ID_LENGTH
-    from seasonrec.serving.api import MAX_ID_LENGTH as API_MAX_ID_LENGTH
-
-    assert MAX_ID_LENGTH == API_MAX_ID_LENGTH

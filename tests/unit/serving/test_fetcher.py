@@ -9,7 +9,7 @@ import numpy as np
 from seasonrec import schema as s
 from seasonrec.candidates.sources import Launches
 from seasonrec.config import Settings
-from seasonrec.serving.fetcher import FeatureReader, TitleEmbeddings, TokenBucket, TTLCache
+from seasonrec.serving.fetcher import FeatureReader, TitleEmbeddings, TTLCache
 
 
 class CountingTitles(TitleEmbeddings):
@@ -82,19 +82,3 @@ def test_made_up_candidates_never_push_catalogue_items_out_of_the_cache():
     assert reader.known_items(["A", "B", "C", "MADE-UP-1"]) == ["A", "B", "C"]
     assert reader.asked == ["MADE-UP-1"]  # A, B and C still cached; an unknown id is asked again, never kept
     assert len(reader.items) == 3
-
-
-def test_new_users_are_limited_to_their_rate_and_it_refills_with_time():
-    now = [0.0]
-    bucket = TokenBucket(per_minute=2, clock=lambda: now[0])
-    assert [bucket.take() for _ in range(3)] == [True, True, False]
-    now[0] = 29.0
-    assert bucket.take() is False
-    now[0] = 31.0  # one token back after half a minute
-    assert [bucket.take(), bucket.take()] == [True, False]
-    now[0] = 10_000.0  # never more than a minute's worth saved up
-    assert [bucket.take() for _ in range(3)] == [True, True, False]
-
-
-def test_a_limit_of_zero_refuses_every_new_user():
-    assert TokenBucket(per_minute=0).take() is False
