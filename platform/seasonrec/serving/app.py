@@ -233,7 +233,8 @@ class Ingress:
             return JSONResponse({"detail": detail}, status_code=429, headers={"Retry-After": "60"})
         except StoreUnavailable as exc:
             log.warning("event not recorded: %s", _reason(exc))
-            return JSONResponse({"detail": "online store unavailable; event not recorded"}, status_code=503)
+            detail = "online store unavailable; event not recorded, retry later"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
         return EventResponse(accepted=True, request_id=uuid.uuid4().hex)
 
     @api.get("/healthz")

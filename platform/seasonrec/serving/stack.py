@@ -33,10 +33,10 @@ log = logging.getLogger(__name__)
 APP_NAME = "seasonrec"
 # Settings never written to the stack's settings.yaml; the head gets them in its environment.
 SECRETS = {"auth": {"write_token"}, "feast": {"redis_password"}}
-# Linux's longest unix socket path, and the longest Ray makes under its temp dir (a `ray-*` folder,
-# its session folder, named by date and pid, and the plasma store's socket in it).
-SOCKET_PATH_MAX = 107
-RAY_SOCKET_TAIL = len("/ray-xxxxxxxx/session_2000-01-01_00-00-00_000000_4194304/sockets/plasma_store.1")
+# The longest unix socket path HAProxy accepts, and the longest it makes under the temp dir (a folder
+# named by a 56-character hash); Ray's own sockets (plasma store, raylet) are shorter still.
+HAPROXY_SOCKET_MAX = 97
+HAPROXY_SOCKET_TAIL = len("/haproxy/" + "0" * 56 + "/metrics.sock")
 TEMP_MARKER = ".seasonrec-stack"
 
 
@@ -163,13 +163,16 @@ class ServeStack:
         return env, state
 
     def _make_temp(self) -> Path:
-        """Ray's and HAProxy's folder: in the state folder when their sockets' paths fit, else a short one in /tmp.
+        """Ray's and HAProxy's folder: a short one in /tmp, since HAProxy's sockets under it leave
+        only about 19 characters for its path (`HAPROXY_SOCKET_MAX`), too few for any state folder.
 
-        Either way it holds a marker naming this stack's state folder, and `stop` deletes no folder
-        without it: a stale or edited state file must never make it delete someone else's.
+        It holds a marker naming this stack's state folder, and `stop` deletes no folder without
+        it: a stale or edited state file must never make it delete someone else's.
         """
-        fits = len(str(self.state_dir)) + RAY_SOCKET_TAIL <= SOCKET_PATH_MAX
-        temp = Path(tempfile.mkdtemp(prefix="ray-", dir=self.state_dir if fits else "/tmp"))
+        temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+        if len(str(temp)) + HAPROXY_SOCKET_TAIL > HAPROXY_SOCKET_MAX:
+            temp.rmdir()
+            raise SeasonrecError(f"{temp}: too long a path for HAProxy's sockets ({HAPROXY_SOCKET_MAX} bytes at most)")
         _write_private(temp / TEMP_MARKER, str(self.state_dir))
         return temp
 
