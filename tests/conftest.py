@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import date
 from pathlib import Path
 
@@ -50,3 +51,12 @@ def tiny_shop(tmp_path_factory) -> Settings:
     ingest("canonical", settings.paths.raw, settings.paths.canonical, settings.ingest)
     build_features(settings.paths.canonical, settings.paths.features, settings.features)
     return settings
+
+
+@pytest.fixture
+def stranger():
+    """A process that is none of our servers' business, in a session of its own, as a reused pid would be."""
+    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait()

@@ -13,17 +13,52 @@ command line (`record`), and `stop_recorded` signals nothing unless both match.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
+
+from seasonrec.errors import SeasonrecError
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def read_state(path: Path) -> dict | None:
+    """A server's recorded state: None without the file, {} for one that is not a JSON object (to be cleared)."""
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def start_redis(port: int, *options: str, timeout_s: float = 15) -> subprocess.Popen:
+    """A redis-server of our own on 127.0.0.1:`port`, in a session of its own, once it listens.
+
+    Nothing on disk unless `options` ask for it. Tests and the chaos run stop and start their
+    own Redis this way; the machine's Redis is never touched.
+    """
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", *options]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait()
+    raise SeasonrecError(f"redis-server on port {port} did not start within {timeout_s:.0f} s")
 
 
 def port_free(host: str, port: int) -> bool:

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import time
 import uuid
 
 import pytest
@@ -16,7 +13,7 @@ from redis.exceptions import AuthenticationError
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.features import store as feast_store
-from seasonrec.processes import free_port
+from seasonrec.processes import free_port, start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -28,30 +25,7 @@ PASSWORD = 'p@ss="word"=null'
 def protected_redis():
     """A redis-server on a free port that answers nothing without the password: its connection string."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--requirepass",
-            PASSWORD,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    server = start_redis(port, "--requirepass", PASSWORD)
     yield f"127.0.0.1:{port}"
     server.terminate()
     server.wait()

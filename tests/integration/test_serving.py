@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -28,7 +27,7 @@ from seasonrec.export.export import export_model
 from seasonrec.features import store as feast_store
 from seasonrec.features.store import sample_users
 from seasonrec.model.train import TrainOptions, train
-from seasonrec.processes import free_port
+from seasonrec.processes import free_port, start_redis
 from seasonrec.serving import writes
 from seasonrec.serving.fetcher import FeatureReader
 from seasonrec.serving.stack import ServeStack
@@ -319,18 +318,7 @@ def test_killing_triton_gives_degraded_answers_not_errors(stack):
 def redis_stack(training_set, tmp_path_factory):
     """The Redis profile against a redis-server of this test's own, on a free port."""
     port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    redis = start_redis(port)
     settings = _stack_settings(training_set, tmp_path_factory.mktemp("serve-redis"), "redis", f"127.0.0.1:{port}")
     server = ServeStack(settings)
     server.start()

@@ -23,7 +23,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -35,7 +34,7 @@ from pathlib import Path
 from seasonrec import schema as s
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import free_port
+from seasonrec.processes import free_port, start_redis
 from seasonrec.progress import progress
 
 AT = "2024-12-10T12:00:00+00:00"  # recommendations are asked for inside the shop's log
@@ -65,38 +64,9 @@ class Tally:
 
 
 def _redis(port: int, folder: Path) -> subprocess.Popen:
-    """A redis-server of this run's own. `appendfsync always`: an event acknowledged is on disk."""
+    """This run's Redis. `appendfsync always`: an event acknowledged is on disk, and survives the restart."""
     folder.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(folder),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    raise SeasonrecError(f"redis-server on port {port} did not start (is redis-server installed?)")
+    return start_redis(port, "--dir", str(folder), "--appendonly", "yes", "--appendfsync", "always")
 
 
 def _stop(proc: subprocess.Popen) -> None:

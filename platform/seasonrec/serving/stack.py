@@ -25,7 +25,7 @@ import yaml
 
 from seasonrec.config import ENV_PREFIX, Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import free_port, is_recorded, port_free, record, stop_recorded
+from seasonrec.processes import free_port, is_recorded, port_free, read_state, record, stop_recorded
 from seasonrec.triton.server import TritonServer
 
 log = logging.getLogger(__name__)
@@ -116,13 +116,7 @@ class ServeStack:
 
     def state(self) -> dict | None:
         """What `start` recorded; {} for a file that is not its JSON, which `stop` then clears away."""
-        if not self.state_file.is_file():
-            return None
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return state if isinstance(state, dict) else {}
+        return read_state(self.state_file)
 
     def write_token(self) -> str:
         """The bearer token writes to this stack need: the configured one, else the one `start` made."""

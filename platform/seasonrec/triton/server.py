@@ -21,7 +21,7 @@ from pathlib import Path
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import is_recorded, port_free, record, stop_recorded
+from seasonrec.processes import is_recorded, port_free, read_state, record, stop_recorded
 
 log = logging.getLogger(__name__)
 STATE_FILE = "server.json"
@@ -107,13 +107,7 @@ class TritonServer:
 
     def _recorded(self) -> dict | None:
         """What `start` recorded, running or not; {} for a file that is not its JSON."""
-        if not self.state_file.is_file():
-            return None
-        try:
-            state = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return state if isinstance(state, dict) else {}
+        return read_state(self.state_file)
 
     def state(self) -> dict | None:
         """The running server's state: None unless its pid is still the tritonserver `start` launched."""

@@ -7,7 +7,6 @@ import logging
 import os
 import shutil
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,6 @@ from seasonrec.processes import record
 from seasonrec.serving.stack import HAPROXY_SOCKET_MAX, HAPROXY_SOCKET_TAIL, TEMP_MARKER, ServeStack
 
 WRITE_TOKEN, REDIS_PASSWORD = "write-token-from-a-secret", "redis-password-from-a-secret"
-# The longest socket Ray makes under its temp folder (its session folder is named by date, time and pid).
-
-
-@pytest.fixture
-def stranger():
-    """A process that is none of the stack's business, in a session of its own, as a reused pid would be."""
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 
 import pytest
 
 from seasonrec.processes import free_port, record
 from seasonrec.triton.server import TritonServer
-
-
-@pytest.fixture
-def stranger():
-    """A process that is none of Triton's business, in a session of its own, as a reused pid would be."""
-    proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait()
 
 
 @pytest.fixture
