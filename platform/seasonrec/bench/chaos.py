@@ -20,6 +20,7 @@ looked for in the online history.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 import signal
@@ -61,6 +62,7 @@ class Tally:
     accepted: list[tuple[str, str, int]] = field(default_factory=list)  # (user, item, at seconds)
     unaccepted: int = 0  # events still refused when the run ended
     healthy: list[float] = field(default_factory=list)
+    slowest_s: float = 0.0  # the longest any answer took: a store that hangs shows here, not as an error
 
 
 def _redis(port: int, folder: Path) -> subprocess.Popen:
@@ -225,10 +227,12 @@ async def _load(run: ChaosRun, token: str, tally: Tally, stop: asyncio.Event, re
             while not stop.is_set() and tally.sent < requests:
                 n = tally.sent
                 tally.sent += 1
+                started = time.monotonic()
                 try:
                     await (event(http, n // EVENT_EVERY) if n % EVENT_EVERY == 0 else recommend(http, n))
                 except httpx.HTTPError:
                     tally.transport_errors += 1
+                tally.slowest_s = max(tally.slowest_s, time.monotonic() - started)
 
     await asyncio.gather(*(client() for _ in range(4)))
 
@@ -270,6 +274,7 @@ async def _drive(run: ChaosRun, token: str, seconds: float, requests: int) -> tu
 
 def run_chaos(settings: Settings, seconds: float, requests: int) -> tuple[Tally, list[Fault], int]:
     """The whole run; returns what the clients saw, the faults and how many accepted events were lost."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would bury the summary
     root = settings.paths.root / "chaos" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     root.mkdir(parents=True)
     run = ChaosRun(settings, root)
@@ -296,6 +301,7 @@ def bench_chaos(settings: Settings, args) -> tuple[str, list[dict]]:
         {"measure": "503 to events (store down: not recorded, retried)", "value": tally.refused_events},
         {"measure": "transport errors", "value": tally.transport_errors},
         {"measure": "degraded answers", "value": tally.degraded},
+        {"measure": "slowest answer s (an event's retries included)", "value": f"{tally.slowest_s:.1f}"},
         {"measure": "events accepted", "value": len(tally.accepted)},
         {"measure": "accepted events found in the history", "value": len(tally.accepted) - lost},
         {"measure": "events never accepted (run ended)", "value": tally.unaccepted},
