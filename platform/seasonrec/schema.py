@@ -164,6 +164,7 @@ SOURCE_SEASONAL_POOL = "seasonal_pool"  # the region's pool for the ISO week, to
 SOURCE_CO_PURCHASE = "co_purchase"  # bought by the same users as the user's recent items
 SOURCE_NEW_ARRIVAL = "new_arrival"  # launched in the last weeks
 SOURCE_SIMILAR = "similar_title"  # nearest titles to the user's recent items: new launches have one
+SOURCE_PINNED = "pinned"  # put on top by the rules (a campaign's pin or `pinned`)
 CANDIDATE_SOURCES = (SOURCE_REPEAT, SOURCE_SEASONAL_POOL, SOURCE_CO_PURCHASE, SOURCE_SIMILAR, SOURCE_NEW_ARRIVAL)
 CANDIDATE_SOURCES_COLUMN = "sources"
 

@@ -40,6 +40,7 @@ from seasonrec.config import Settings
 from seasonrec.data.calendar import hemisphere
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
+from seasonrec.serving.rules import RuleBook, pinned_items
 from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, TokenBucket, UnknownItem, UserLocks
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,22 @@ def _python(value) -> Any:
     return feast_value_type_to_python_type(value)
 
 
+def _fail_fast(store, provider) -> None:
+    """Redis errors reach the caller at once, so a request falls back instead of hanging.
+
+    redis-py retries a failed command 3 times with a backoff of up to 10 s: while Redis is down
+    every read would wait seconds (the chaos run saw 8 s answers) before the seasonal fallback.
+    One immediate retry still rides over a dropped connection.
+    """
+    config = store.config.online_store
+    if config.type != "redis":
+        return
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    provider.online_store._get_client(config).set_retry(Retry(NoBackoff(), 1))
+
+
 class OnlineReader:
     """Rows of some feature views from the online store, by entity key."""
 
@@ -105,6 +122,7 @@ class OnlineReader:
         self.settings = settings
         self.store = open_store(settings)
         self.provider = self.store._get_provider()
+        _fail_fast(self.store, self.provider)
         try:
             self.views = {name: self.store.get_feature_view(name) for name in views}
         except Exception as exc:  # FeatureViewNotFoundException and registry errors
@@ -186,6 +204,8 @@ class FeatureReader(OnlineReader):
         self.hemisphere_demand = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.neighbours = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.fallback_pools = _offline_pools(settings)
+        # The same live rules file as the ReRanker's, for its pins only.
+        self.rules = RuleBook(settings.paths.resolve(settings.serving.rules_path))
         self.new_arrivals = _new_arrivals(settings)
         self.locks = UserLocks(self.store, self.provider)
         self.new_users = TokenBucket(cfg.new_user_events_per_minute)
@@ -223,6 +243,14 @@ class FeatureReader(OnlineReader):
     def bought(self, user_id: str, item_ids: list[str]) -> list[dict[str, Any]]:
         """The user's own purchases of each item (`user_item_stats`), in order; {} for never bought."""
         return self._read(s.USER_ITEM_STATS, [{s.USER_ID: user_id, s.ITEM_ID: i} for i in item_ids])
+
+    def with_pins(self, proposed: CandidateSet, region: str, at: datetime) -> CandidateSet:
+        """The rules' pinned items join the candidates: scored, and with their stock and category, so the
+        re-ranker's filters apply to a pin too. A pin the catalogue lacks is dropped like any unknown id."""
+        have = set(proposed.item_ids)
+        wanted = [i for i in pinned_items(self.rules.current(), at, region) if i not in have]
+        extra = self.known_items(wanted) if wanted else []
+        return CandidateSet([*proposed.item_ids, *extra], [*proposed.sources, *[(s.SOURCE_PINNED,)] * len(extra)])
 
     def known_items(self, item_ids: list[str]) -> list[str]:
         """Those of `item_ids` that the catalogue holds (an `item_profile` row), in order."""
@@ -277,6 +305,7 @@ class FeatureReader(OnlineReader):
         # Candidates the caller names were proposed by no source of ours; those the catalogue lacks are dropped.
         known = self.known_items(candidates) if candidates else []
         proposed = CandidateSet(known, [()] * len(known)) if candidates else self.candidates(user, list(pool), at)
+        proposed = self.with_pins(proposed, region, at)
         rows = self.item_rows(proposed.item_ids, region)
         for row, own in zip(rows, self.bought(user_id, proposed.item_ids) if rows else [], strict=True):
             row.update(own)

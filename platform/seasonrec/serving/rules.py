@@ -257,6 +257,12 @@ def rerank(
     return _assemble(kept, pins, rules, k, now)
 
 
+def pinned_items(rules: Rules, at: datetime, region: str) -> list[str]:
+    """The items the rules put on top at this moment and place: active campaigns' pins, then `pinned`."""
+    campaigns = [camp.pin for camp in rules.campaigns if camp.active(at, region)]
+    return list(dict.fromkeys([*(item for pins in campaigns for item in pins), *rules.pinned]))
+
+
 # Purchases an item needs before its re-buy share counts in full: with few, the share is shrunk towards 0.
 REBUY_PRIOR_BUYS = 10
 

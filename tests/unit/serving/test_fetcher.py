@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
 from seasonrec import schema as s
 from seasonrec.candidates.sources import Launches
-from seasonrec.config import Settings
+from seasonrec.config import PROJECT_ROOT, Settings
 from seasonrec.serving.fetcher import FeatureReader, TitleEmbeddings, TTLCache
+from seasonrec.serving.rules import RuleBook
+
+DEFAULT_RULES = PROJECT_ROOT / "configs" / "rules.yaml"
 
 
 class CountingTitles(TitleEmbeddings):
@@ -50,8 +54,9 @@ def test_a_cache_smaller_than_the_request_still_answers_every_item():
 class CatalogueReader(FeatureReader):
     """The real request path over an in-memory store holding item profiles only, counting the ids it reads."""
 
-    def __init__(self, profiles: dict[str, dict], cache_size: int = 100):
+    def __init__(self, profiles: dict[str, dict], cache_size: int = 100, rules: Path = DEFAULT_RULES):
         self.settings = Settings()
+        self.rules = RuleBook(rules)
         self.items, self.trends, self.hemisphere_demand, self.neighbours = (TTLCache(cache_size, 60) for _ in range(4))
         self.new_arrivals = Launches([])
         self.profiles, self.asked = profiles, []
@@ -82,3 +87,19 @@ def test_made_up_candidates_never_push_catalogue_items_out_of_the_cache():
     assert reader.known_items(["A", "B", "C", "MADE-UP-1"]) == ["A", "B", "C"]
     assert reader.asked == ["MADE-UP-1"]  # A, B and C still cached; an unknown id is asked again, never kept
     assert len(reader.items) == 3
+
+
+def test_pinned_items_join_the_candidates_with_their_rows_so_the_filters_see_their_stock(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "pinned: [C, NOT-IN-CATALOGUE]\n"
+        "campaigns: [{name: advent, start: 2024-12-01, end: 2024-12-24, regions: [GB], pin: [B]}]\n"
+    )
+    catalogue = {**CATALOGUE, "C": {s.CATEGORY: "decor", s.PRICE: 2.5, s.STOCK: 0}}
+    reader = CatalogueReader(catalogue, rules=rules)
+    fetched = reader.request("u1", "GB", datetime(2024, 12, 10, tzinfo=UTC), ["A"])
+    items = fetched["items"]
+    assert items[s.ITEM_ID] == ["A", "B", "C"]  # a pin the catalogue lacks is dropped like any unknown id
+    assert items[s.STOCK][2] == 0  # so the re-ranker's stock filter bars it, pinned or not
+    outside = reader.request("u1", "GB", datetime(2024, 7, 10, tzinfo=UTC), ["A"])["items"]
+    assert outside[s.ITEM_ID] == ["A", "C"]  # the campaign's pin only inside its window
