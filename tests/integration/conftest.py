@@ -63,3 +63,17 @@ def training_set(tiny_shop, tmp_path_factory):
     feast_store.apply(settings)
     build_training_set(settings, root / "train.parquet", negatives=7, seed=0)
     return settings, root / "train.parquet"
+
+
+@pytest.fixture(scope="session")
+def ranker_repository(training_set, tmp_path_factory):
+    """A ranker trained one epoch on the tiny shop and exported: its model repository, for stacks to copy."""
+    from seasonrec.export.export import export_model
+    from seasonrec.model.train import TrainOptions, train
+
+    settings, path = training_set
+    root = tmp_path_factory.mktemp("ranker")
+    train(settings, path, root / "ckpt", TrainOptions(epochs=1, batch_size=128))
+    settings = settings.model_copy(update={"triton": settings.triton.model_copy(update={"repository": root / "repo"})})
+    export_model(settings, root / "ckpt", training_set=path)
+    return root / "repo"

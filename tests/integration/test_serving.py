@@ -23,11 +23,9 @@ import pytest
 import yaml
 
 from seasonrec import schema as s
-from seasonrec.export.export import export_model
 from seasonrec.features import store as feast_store
 from seasonrec.features.store import sample_users
-from seasonrec.model.train import TrainOptions, train
-from seasonrec.processes import free_port, start_redis
+from seasonrec.processes import free_port
 from seasonrec.serving import writes
 from seasonrec.serving.fetcher import FeatureReader
 from seasonrec.serving.stack import ServeStack
@@ -41,8 +39,8 @@ JULY, DECEMBER = "2024-07-10T12:00:00+00:00", "2024-12-10T12:00:00+00:00"
 NEW_USERS_PER_MINUTE = 3
 
 
-def _stack_settings(training_set, root, profile="embedded", redis="127.0.0.1:6379"):
-    settings, path = training_set
+def _stack_settings(training_set, repository, root, profile="embedded", redis="127.0.0.1:6379"):
+    settings, _ = training_set
     shutil.copytree(settings.paths.root, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("feast"))
     rules = root / "rules.yaml"
     shutil.copy(settings.paths.resolve(settings.serving.rules_path), rules)
@@ -61,16 +59,15 @@ def _stack_settings(training_set, root, profile="embedded", redis="127.0.0.1:637
             ),
         }
     )
+    shutil.copytree(repository, root / "repository")
     feast_store.apply(settings)
     feast_store.materialize(settings)
-    train(settings, root / path.name, root / "ckpt", TrainOptions(epochs=1, batch_size=128))
-    export_model(settings, root / "ckpt", training_set=root / path.name)
     return settings
 
 
 @pytest.fixture(scope="module")
-def stack(training_set, tmp_path_factory):
-    settings = _stack_settings(training_set, tmp_path_factory.mktemp("serve"))
+def stack(training_set, ranker_repository, tmp_path_factory):
+    settings = _stack_settings(training_set, ranker_repository, tmp_path_factory.mktemp("serve"))
     server = ServeStack(settings)
     server.start()
     yield settings, server.url
@@ -312,31 +309,6 @@ def test_killing_triton_gives_degraded_answers_not_errors(stack):
     reply = _recommend(url, user_id=user, k=5, region="GB", at=DECEMBER)
     assert reply["degraded"] is True and reply["items"]
     assert all("fallback:seasonal_popularity" in i["reasons"] for i in reply["items"])
-
-
-@pytest.fixture(scope="module")
-def redis_stack(training_set, tmp_path_factory):
-    """The Redis profile against a redis-server of this test's own, on a free port."""
-    port = free_port()
-    redis = start_redis(port)
-    settings = _stack_settings(training_set, tmp_path_factory.mktemp("serve-redis"), "redis", f"127.0.0.1:{port}")
-    server = ServeStack(settings)
-    server.start()
-    yield settings, server.url, redis
-    server.stop()
-    if redis.poll() is None:
-        redis.terminate()
-        redis.wait(timeout=10)
-
-
-def test_redis_profile_answers_and_degrades_when_its_redis_stops(redis_stack):
-    settings, url, redis = redis_stack
-    user = sample_users(settings, 1)[0]
-    assert _recommend(url, user_id=user, k=5, region="GB", at=DECEMBER)["degraded"] is False
-    redis.terminate()  # this test's own redis-server, never the machine's on 6379
-    redis.wait(timeout=10)
-    reply = _recommend(url, user_id=user, k=5, region="GB", at=DECEMBER)
-    assert reply["degraded"] is True and reply["items"]
 
 
 # --- event writes straight through the FeatureReader, on both stores ----------------------------------

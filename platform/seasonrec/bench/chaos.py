@@ -56,13 +56,16 @@ class Tally:
 
     sent: int = 0
     statuses: Counter = field(default_factory=Counter)  # (recommendation | event, HTTP status)
-    degraded: int = 0
+    degraded: list[float] = field(default_factory=list)  # when each degraded answer came
     transport_errors: int = 0
     refused_events: int = 0  # 503 answers to events: not recorded, retried
     accepted: list[tuple[str, str, int]] = field(default_factory=list)  # (user, item, at seconds)
     unaccepted: int = 0  # events still refused when the run ended
     healthy: list[float] = field(default_factory=list)
-    slowest_s: float = 0.0  # the longest any answer took: a store that hangs shows here, not as an error
+    slowest: tuple[float, str, float] = (0.0, "", 0.0)  # (seconds, what, when): a hang shows here, not as an error
+
+    def degraded_between(self, start: float, end: float) -> int:
+        return sum(start <= t <= end for t in self.degraded)
 
 
 def _redis(port: int, folder: Path) -> subprocess.Popen:
@@ -195,12 +198,21 @@ async def _load(run: ChaosRun, token: str, tally: Tally, stop: asyncio.Event, re
     base = f"http://{settings.serving.host}:{settings.serving.port}"
     auth = {"Authorization": f"Bearer {token}"}
 
+    async def timed(call, what: str) -> httpx.Response:
+        started = time.monotonic()
+        try:
+            return await call
+        finally:
+            took = time.monotonic() - started
+            if took > tally.slowest[0]:
+                tally.slowest = (took, what, started)
+
     async def event(http: httpx.AsyncClient, n: int) -> None:
         user, item = users[n % len(users)], catalogue[(n * 7919) % len(catalogue)]
         while True:
             at = datetime.now(UTC).replace(microsecond=0)
             body = {"user_id": user, "item_id": item, "event_type": "purchase", "at": at.isoformat()}
-            reply = await http.post(f"{base}/v1/events", json=body, headers=auth)
+            reply = await timed(http.post(f"{base}/v1/events", json=body, headers=auth), "event")
             tally.statuses["event", reply.status_code] += 1
             if reply.status_code == 200:
                 tally.accepted.append((user, item, int(at.timestamp())))
@@ -214,11 +226,11 @@ async def _load(run: ChaosRun, token: str, tally: Tally, stop: asyncio.Event, re
 
     async def recommend(http: httpx.AsyncClient, n: int) -> None:
         body = {"user_id": users[n % len(users)], "k": 10, "region": "GB", "at": AT}
-        reply = await http.post(f"{base}/v1/recommendations", json=body)
+        reply = await timed(http.post(f"{base}/v1/recommendations", json=body), "recommendation")
         tally.statuses["recommendation", reply.status_code] += 1
         if reply.status_code == 200:
             if reply.json()["degraded"]:
-                tally.degraded += 1
+                tally.degraded.append(time.monotonic())
             else:
                 tally.healthy.append(time.monotonic())
 
@@ -227,12 +239,10 @@ async def _load(run: ChaosRun, token: str, tally: Tally, stop: asyncio.Event, re
             while not stop.is_set() and tally.sent < requests:
                 n = tally.sent
                 tally.sent += 1
-                started = time.monotonic()
                 try:
                     await (event(http, n // EVENT_EVERY) if n % EVENT_EVERY == 0 else recommend(http, n))
                 except httpx.HTTPError:
                     tally.transport_errors += 1
-                tally.slowest_s = max(tally.slowest_s, time.monotonic() - started)
 
     await asyncio.gather(*(client() for _ in range(4)))
 
@@ -288,6 +298,14 @@ def run_chaos(settings: Settings, seconds: float, requests: int) -> tuple[Tally,
     return tally, faults, lost
 
 
+def _when(at: float, faults: list[Fault]) -> str:
+    """Which fault's window (injection to recovery) a moment falls in."""
+    for fault in faults:
+        if fault.injected <= at <= (fault.recovered or float("inf")):
+            return f"during {fault.name}"
+    return "between faults"
+
+
 def server_errors(tally: Tally, kind: str, but: int | None = None) -> int:
     return sum(n for (k, code), n in tally.statuses.items() if k == kind and code >= 500 and code != but)
 
@@ -300,8 +318,11 @@ def bench_chaos(settings: Settings, args) -> tuple[str, list[dict]]:
         {"measure": "5xx to events other than 503", "value": server_errors(tally, "event", but=503)},
         {"measure": "503 to events (store down: not recorded, retried)", "value": tally.refused_events},
         {"measure": "transport errors", "value": tally.transport_errors},
-        {"measure": "degraded answers", "value": tally.degraded},
-        {"measure": "slowest answer s (an event's retries included)", "value": f"{tally.slowest_s:.1f}"},
+        {"measure": "degraded answers", "value": len(tally.degraded)},
+        {
+            "measure": "slowest answer s",
+            "value": f"{tally.slowest[0]:.1f} ({tally.slowest[1]}, {_when(tally.slowest[2], faults)})",
+        },
         {"measure": "events accepted", "value": len(tally.accepted)},
         {"measure": "accepted events found in the history", "value": len(tally.accepted) - lost},
         {"measure": "events never accepted (run ended)", "value": tally.unaccepted},
@@ -310,8 +331,9 @@ def bench_chaos(settings: Settings, args) -> tuple[str, list[dict]]:
         recovered = "never" if fault.recovered is None else f"{fault.recovered - fault.injected:.1f}"
         rows.append(
             {
-                "measure": f"{fault.name}: repair took s / first healthy answer after injection s",
-                "value": f"{fault.repaired - fault.injected:.1f} / {recovered}",
+                "measure": f"{fault.name}: repair took s / first healthy answer after injection s / degraded answers",
+                "value": f"{fault.repaired - fault.injected:.1f} / {recovered} / "
+                f"{tally.degraded_between(fault.injected, fault.recovered or float('inf'))}",
             }
         )
     title = f"Chaos: closed loop, concurrency 4, at most {args.requests} requests or {args.seconds:.0f} s"
