@@ -105,6 +105,7 @@ def chaos_settings(settings: Settings, root: Path, redis_port: int) -> Settings:
                 update={
                     "profile": "redis",
                     "redis_connection": f"127.0.0.1:{redis_port}",
+                    "redis_password": None,  # this run's own Redis asks for none
                     "project": f"chaos_{uuid.uuid4().hex[:8]}",
                 }
             ),
