@@ -219,6 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seasonrec", description="Seasonal product recommendations.")
     parser.add_argument("--config", type=Path, help="settings YAML (default: configs/local.yaml)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="other libraries' lines below WARNING too (Feast, Ray, onnxscript)"
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     groups = parser.add_subparsers(dest="group", required=True)
 
@@ -368,7 +371,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalFormatter("%(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=args.log_level, handlers=[handler])
+    # Other libraries talk at INFO on every call (Feast's registry refreshes, onnxscript's passes, one
+    # line per HTTP request): they are heard from WARNING up unless -v or DEBUG asks for everything.
+    loud = args.verbose or args.log_level == "DEBUG"
+    logging.basicConfig(
+        level=args.log_level if loud else max(logging.WARNING, logging.getLevelName(args.log_level)), handlers=[handler]
+    )
+    logging.getLogger("seasonrec").setLevel(args.log_level)
     try:
         settings = load_settings(args.config)
         args.run(args, settings)

@@ -278,3 +278,26 @@ def test_log_lines_show_escape_bytes_from_file_names_literally(tmp_path, config)
     assert "ingested" in done.stderr
     assert "\x1b" not in done.stderr
     assert "\\x1b[31mshop" in done.stderr
+
+
+# `serve status` made to log one line as Feast would and one as seasonrec does.
+QUIET_PROBE = """
+import logging, sys
+from seasonrec import cli
+
+def speak(args, settings):
+    logging.getLogger("feast.infra.registry").info("Registry cache expired")
+    logging.getLogger("seasonrec.probe").info("ingested")
+
+cli._serve = speak
+sys.exit(cli.main(sys.argv[1:] + ["serve", "status"]))
+"""
+
+
+@pytest.mark.parametrize(("flags", "feast_heard"), [([], False), (["-v"], True), (["--log-level", "DEBUG"], True)])
+def test_other_libraries_are_quiet_below_warning_unless_asked(flags, feast_heard):
+    # A real process: under pytest the root logger already has pytest's handlers.
+    done = subprocess.run([sys.executable, "-c", QUIET_PROBE, *flags], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ingested" in done.stderr  # seasonrec's own INFO lines stay
+    assert ("Registry cache expired" in done.stderr) is feast_heard
