@@ -14,15 +14,15 @@ from seasonrec.errors import SeasonrecError
 from seasonrec.export.export import TOLERANCE, export_model, parity_batches
 from seasonrec.export.repository import CARD_FILE
 from seasonrec.model.train import TrainOptions, load_model, train
-from seasonrec.processes import free_port, session_members
+from seasonrec.processes import session_members
 from seasonrec.triton.client import RankerClient, ScorerUnavailable
-from seasonrec.triton.server import TritonServer
+from seasonrec.triton.server import TritonServer, free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def with_triton(settings, root, **triton):
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    ports = free_ports()
     return settings.model_copy(
         update={
             "paths": settings.paths.model_copy(update={"data_dir": root}),

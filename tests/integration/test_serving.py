@@ -30,7 +30,7 @@ from seasonrec.serving import writes
 from seasonrec.serving.fetcher import FeatureReader
 from seasonrec.serving.stack import ServeStack
 from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, UnknownItem
-from seasonrec.triton.server import TritonServer
+from seasonrec.triton.server import TritonServer, free_ports
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def _stack_settings(training_set, repository, root, profile="embedded", redis="1
     shutil.copytree(settings.paths.root, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("feast"))
     rules = root / "rules.yaml"
     shutil.copy(settings.paths.resolve(settings.serving.rules_path), rules)
-    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    ports = free_ports()
     settings = settings.model_copy(
         update={
             "paths": settings.paths.model_copy(update={"data_dir": root}),

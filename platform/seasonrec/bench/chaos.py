@@ -37,6 +37,7 @@ from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.processes import free_port, start_redis
 from seasonrec.progress import progress
+from seasonrec.triton.server import free_ports
 
 AT = "2024-12-10T12:00:00+00:00"  # recommendations are asked for inside the shop's log
 EVENT_EVERY = 4  # one request in four is a purchase event
@@ -109,14 +110,7 @@ def chaos_settings(settings: Settings, root: Path, redis_port: int) -> Settings:
                     "project": f"chaos_{uuid.uuid4().hex[:8]}",
                 }
             ),
-            "triton": settings.triton.model_copy(
-                update={
-                    "repository": root / "repository",
-                    "http_port": free_port(),
-                    "grpc_port": free_port(),
-                    "metrics_port": free_port(),
-                }
-            ),
+            "triton": settings.triton.model_copy(update={"repository": root / "repository", **free_ports()}),
             "serving": settings.serving.model_copy(update={"port": free_port(), "rules_path": rules}),
         }
     )

@@ -16,8 +16,8 @@ from seasonrec import schema as s
 from seasonrec.bench import percentiles
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import free_port
 from seasonrec.progress import progress
+from seasonrec.triton.server import free_ports
 
 WAYS = ("eager", "onnxruntime", "triton")
 
@@ -77,9 +77,7 @@ def bench_scoring(settings: Settings, args) -> tuple[str, list[dict]]:
             "triton": settings.triton.model_copy(
                 update={
                     "repository": work / "repository",
-                    "http_port": free_port(),
-                    "grpc_port": free_port(),
-                    "metrics_port": free_port(),
+                    **free_ports(),
                     "timeout_ms": 10_000,
                 }
             ),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import is_recorded, port_free, read_state, record, stop_recorded
+from seasonrec.processes import free_port, is_recorded, port_free, read_state, record, stop_recorded
 
 log = logging.getLogger(__name__)
 STATE_FILE = "server.json"
@@ -90,6 +90,11 @@ def _last_error(log: Path) -> str:
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("E") or "error" in line.lower()]
     return (errors or lines or ["empty log"])[-1].strip()[:300]
+
+
+def free_ports() -> dict[str, int]:
+    """Free HTTP, gRPC and metrics ports, for a Triton of its own beside any other (benches, tests)."""
+    return {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
 
 
 class TritonServer:
