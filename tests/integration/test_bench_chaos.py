@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from seasonrec.bench.chaos import run_chaos, server_errors
@@ -26,3 +28,5 @@ def test_faults_cost_no_server_error_and_no_accepted_event(training_set, ranker_
     down = {f.name: tally.degraded_between(f.injected, f.repaired) for f in faults}
     assert down["kill_triton"] > 0 and down["restart_redis"] > 0, down
     assert tally.slowest[0] < 5, (tally.slowest, faults)
+    if tally.unplanned:  # a Triton that died between faults was restarted as Kubernetes would: say why
+        warnings.warn(f"Triton found down between faults: {tally.unplanned}", stacklevel=1)

@@ -64,6 +64,7 @@ class Tally:
     unaccepted: int = 0  # events still refused when the run ended
     healthy: list[float] = field(default_factory=list)
     slowest: tuple[float, str, float] = (0.0, "", 0.0)  # (seconds, what, when): a hang shows here, not as an error
+    unplanned: list[str] = field(default_factory=list)  # why Triton was found down when no fault had it down
 
     def degraded_between(self, start: float, end: float) -> int:
         return sum(start <= t <= end for t in self.degraded)
@@ -142,6 +143,22 @@ class ChaosRun:
             self.stack.stop()
         if self.redis is not None:
             _stop(self.redis)
+
+    def supervise(self) -> str | None:
+        """What Kubernetes does between faults: a Triton found down unasked is started again.
+
+        Returns the last error in its log when it had to, so the summary says what went wrong
+        instead of the next fault failing on a server that is no longer there.
+        """
+        from seasonrec.triton.server import TritonServer, last_error
+
+        triton = TritonServer(self.settings)
+        if triton.state() is not None:
+            return None
+        why = last_error(triton.log)
+        triton.stop()  # clears the stale state
+        triton.start()
+        return why
 
     # --- the faults: each returns once its repair is done -----------------------------------------
     def kill_triton(self, down_s: float) -> None:
@@ -265,6 +282,8 @@ async def _drive(run: ChaosRun, token: str, seconds: float, requests: int) -> tu
     slot = seconds / (len(FAULTS) + 1)
     for name in progress(FAULTS, description="faults"):
         await asyncio.sleep(slot * 0.9)
+        if (why := await asyncio.to_thread(run.supervise)) is not None:
+            tally.unplanned.append(why)
         fault = Fault(name, time.monotonic())
         await asyncio.to_thread(getattr(run, name), slot * 0.1)
         fault.repaired = time.monotonic()
@@ -321,6 +340,7 @@ def bench_chaos(settings: Settings, args) -> tuple[str, list[dict]]:
         {"measure": "events accepted", "value": len(tally.accepted)},
         {"measure": "accepted events found in the history", "value": len(tally.accepted) - lost},
         {"measure": "events never accepted (run ended)", "value": tally.unaccepted},
+        {"measure": "Triton found down unasked, restarted (its last log error)", "value": tally.unplanned or 0},
     ]
     for fault in faults:
         recovered = "never" if fault.recovered is None else f"{fault.recovered - fault.injected:.1f}"

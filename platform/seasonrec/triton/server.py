@@ -84,12 +84,22 @@ def _environment(binary: Path, python_env: Path) -> dict[str, str]:
     return env
 
 
-def _last_error(log: Path) -> str:
+def last_error(log: Path) -> str:
     if not log.is_file():
         return "no log written"
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("E") or "error" in line.lower()]
     return (errors or lines or ["empty log"])[-1].strip()[:300]
+
+
+def _record_started(proc: subprocess.Popen) -> dict:
+    """`record` of a server just launched. Read once too early, /proc can fail a live process, and the
+    server would then pass for dead to every later `state()`: so it is read until it answers."""
+    for _ in range(20):
+        if (recorded := record(proc.pid)) is not None or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    return recorded or {"pid": proc.pid}
 
 
 def free_ports() -> dict[str, int]:
@@ -167,7 +177,7 @@ class TritonServer:
             "repository": str(self.repository),
             "log": str(self.log),
             "model": self.cfg.model if load and has_versions else None,
-            "process": record(proc.pid) or {"pid": proc.pid},
+            "process": _record_started(proc),
         }
         self.state_file.write_text(json.dumps(state))
         try:
@@ -183,7 +193,7 @@ class TritonServer:
         deadline = time.monotonic() + self.cfg.start_timeout_s
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise SeasonrecError(f"{self.log}: tritonserver exited ({proc.returncode}): {_last_error(self.log)}")
+                raise SeasonrecError(f"{self.log}: tritonserver exited ({proc.returncode}): {last_error(self.log)}")
             client = http.InferenceServerClient(self.http_url)
             try:
                 if client.is_server_live() and (model is None or client.is_model_ready(model)):
@@ -193,9 +203,7 @@ class TritonServer:
             finally:
                 client.close()  # an open connection would hold up the server's shutdown
             time.sleep(0.25)
-        raise SeasonrecError(
-            f"{self.log}: Triton not ready after {self.cfg.start_timeout_s} s: {_last_error(self.log)}"
-        )
+        raise SeasonrecError(f"{self.log}: Triton not ready after {self.cfg.start_timeout_s} s: {last_error(self.log)}")
 
     def stop(self) -> bool:
         """Stop our server and everything it started; False if none was running.
