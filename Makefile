@@ -34,15 +34,20 @@ demo: install
 	$(SEASONREC) features build
 	$(SEASONREC) features apply
 	$(SEASONREC) features materialize
-	$(SEASONREC) features online --sample 3 --items-from-pool 3
+	$(SEASONREC) features online --sample 1 --items-from-pool 3
 	$(SEASONREC) features training-set --end 2024-10-01T00:00:00 --negatives 7 --out $(DEMO_DATA)/training_set.parquet
 	$(SEASONREC) train --workers 2 --training-set $(DEMO_DATA)/training_set.parquet --out $(DEMO_DATA)/checkpoints/ranker
 	$(SEASONREC) evaluate --checkpoint $(DEMO_DATA)/checkpoints/ranker --test-start 2024-10-01 --test-end 2024-12-31 --out $(DEMO_DATA)/evaluation
 	$(SEASONREC) export --checkpoint $(DEMO_DATA)/checkpoints/ranker --training-set $(DEMO_DATA)/training_set.parquet --metrics $(DEMO_DATA)/evaluation/metrics.json
 	$(SEASONREC) serve stop
 	$(SEASONREC) serve start
-	$(SEASONREC) recommend --users 2 --k 10 --region GB --region AU --at 2024-07-10T12:00:00 --at 2024-12-10T12:00:00
-	@echo "The stack is still running: http://127.0.0.1:8080/docs. Stop it with: make demo-stop"
+	$(SEASONREC) recommend --users 1 --k 5 --region GB --region AU --at 2024-07-10T12:00:00 --at 2024-12-10T12:00:00
+	@echo
+	@echo "What to open next (the stack is still running; stop it with: make demo-stop):"
+	@echo "  the web page   http://127.0.0.1:8080/"
+	@echo "  the API docs   http://127.0.0.1:8080/docs"
+	@echo "  the report     $(DEMO_DATA)/evaluation/report.html"
+	@echo "  the write token for the page's events box: $(DEMO_DATA)/serve/write_token"
 
 demo-stop: install
 	$(SEASONREC) serve stop

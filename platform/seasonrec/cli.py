@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import warnings
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -48,12 +50,32 @@ def _print(result: object) -> None:
     print(json.dumps(result, indent=2, default=str))
 
 
+def _stage(args: argparse.Namespace) -> str:
+    return " ".join(x for x in (args.group, getattr(args, "command", None)) if x)
+
+
+def _report(args: argparse.Namespace, settings: Settings, result: object, view=None) -> None:
+    """The result: whole as JSON on stdout with `--json`; else a short view, the JSON kept in a file."""
+    if args.json:
+        _print(result)
+        return
+    from rich.console import Console
+
+    from seasonrec.summary import summary_table
+
+    out = settings.paths.root / "runs" / f"{_stage(args).replace(' ', '-')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    console = Console(file=sys.stdout)
+    console.print(view if view is not None else summary_table(result, _stage(args)))
+    console.print(f"full result: {terminal_text(str(out))}", highlight=False, soft_wrap=True)
+
+
 # --- data -------------------------------------------------------------------
 def _data_ingest(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.data.ingest import ingest
 
-    summary = ingest(args.source, args.input, args.out or settings.paths.canonical, settings.ingest)
-    _print(summary)
+    _report(args, settings, ingest(args.source, args.input, args.out or settings.paths.canonical, settings.ingest))
 
 
 def _data_generate(args: argparse.Namespace, settings: Settings) -> None:
@@ -67,28 +89,27 @@ def _data_generate(args: argparse.Namespace, settings: Settings) -> None:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise SeasonrecError(f"--{first['loc'][0]}: {first['msg']}") from exc
-    _print(generate(args.out or settings.paths.raw, cfg))
+    _report(args, settings, generate(args.out or settings.paths.raw, cfg))
 
 
 # --- features -----------------------------------------------------------------
 def _features_build(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.features.build_features import build_features
 
-    _print(
-        build_features(args.data or settings.paths.canonical, args.out or settings.paths.features, settings.features)
-    )
+    data, out = args.data or settings.paths.canonical, args.out or settings.paths.features
+    _report(args, settings, build_features(data, out, settings.features))
 
 
 def _features_apply(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.features.store import apply
 
-    _print(apply(settings))
+    _report(args, settings, apply(settings))
 
 
 def _features_materialize(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.features.store import materialize
 
-    _print(materialize(settings, args.end))
+    _report(args, settings, materialize(settings, args.end))
 
 
 def _features_online(args: argparse.Namespace, settings: Settings) -> None:
@@ -114,23 +135,30 @@ def _features_online(args: argparse.Namespace, settings: Settings) -> None:
                 vector = row.pop(s.TITLE_EMBEDDING, None)
                 row[f"{s.TITLE_EMBEDDING}_dim"] = len(vector) if vector else 0
         results.append(result)
-    _print(results[0] if args.user else results)
+    from seasonrec.summary import online_view
+
+    _report(args, settings, results[0] if args.user else results, view=online_view(results))
 
 
 def _features_training_set(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.features.training_set import build_training_set
 
     history = settings.train.history_negatives if args.history_negatives is None else args.history_negatives
-    _print(build_training_set(settings, args.out, args.start, args.end, args.negatives, args.seed, args.limit, history))
+    _report(
+        args,
+        settings,
+        build_training_set(settings, args.out, args.start, args.end, args.negatives, args.seed, args.limit, history),
+    )
 
 
 # --- model --------------------------------------------------------------------
 def _train(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.model.protocol import train_from_settings
 
-    _print(
-        train_from_settings(settings, args.training_set, args.out, args.workers, args.gpu, args.init_from, args.epochs)
+    result = train_from_settings(
+        settings, args.training_set, args.out, args.workers, args.gpu, args.init_from, args.epochs
     )
+    _report(args, settings, result)
 
 
 def _evaluate(args: argparse.Namespace, settings: Settings) -> None:
@@ -160,18 +188,21 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> None:
         metrics = evaluate(settings, args.checkpoint, start, end, args.out, themes=themes, val_weeks=args.val_weeks)
     from seasonrec.model.report import metrics_table
 
-    print(metrics_table(metrics), file=sys.stderr)
-    _print({"views": metrics["views"], "data": metrics["data"], "report": str(args.out / "report.html")})
+    result = {"views": metrics["views"], "data": metrics["data"], "report": str(args.out / "report.html")}
+    view = f"{metrics_table(metrics)}\nreport: {terminal_text(result['report'])}"
+    _report(args, settings, result, view=view)
 
 
 # --- export and Triton --------------------------------------------------------
 def _export(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.export.export import export_model
 
-    _print(
+    _report(
+        args,
+        settings,
         export_model(
             settings, args.checkpoint, args.repository, args.training_set, args.version, args.tensorrt, args.metrics
-        )
+        ),
     )
 
 
@@ -180,13 +211,13 @@ def _triton(args: argparse.Namespace, settings: Settings) -> None:
 
     server = TritonServer(settings)
     if args.command == "start":
-        _print(server.start(load=not args.no_load))
+        _report(args, settings, server.start(load=not args.no_load))
     elif args.command == "stop":
-        _print({"stopped": server.stop()})
+        _report(args, settings, {"stopped": server.stop()})
     elif args.command == "status":
-        _print(server.status())
+        _report(args, settings, server.status())
     elif args.command == "swap":
-        _print(server.swap(args.to))
+        _report(args, settings, server.swap(args.to))
 
 
 # --- serving ------------------------------------------------------------------
@@ -195,11 +226,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
     stack = ServeStack(settings)
     if args.command == "start":
-        _print(stack.start())
+        _report(args, settings, stack.start())
     elif args.command == "stop":
-        _print({"stopped": stack.stop()})
+        _report(args, settings, {"stopped": stack.stop()})
     else:
-        _print(stack.status())
+        _report(args, settings, stack.status())
 
 
 def _recommend(args: argparse.Namespace, settings: Settings) -> None:
@@ -212,7 +243,7 @@ def _recommend(args: argparse.Namespace, settings: Settings) -> None:
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec import bench
 
-    _print(bench.run(args.what, settings, args))
+    _report(args, settings, bench.run(args.what, settings, args))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -223,6 +254,9 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="other libraries' lines below WARNING too (Feast, Ray, onnxscript)"
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--json", action="store_true", help="print the whole result as JSON on stdout (default: a short summary)"
+    )
     groups = parser.add_subparsers(dest="group", required=True)
 
     data = groups.add_parser("data", help="ingest or generate event data").add_subparsers(dest="command", required=True)
@@ -367,6 +401,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Deprecations raised inside a dependency, about its own internals: nothing a seasonrec user can act on.
+# Each is silenced at its source module only, so the same warning from our code still shows.
+KNOWN_HARMLESS_WARNINGS = (
+    # Ray Data's own DataContext defaults read its deprecated `use_push_based_shuffle`, `use_polars`, ...
+    (DeprecationWarning, r"ray\.data\.context"),
+)
+
+
+def quiet_known_warnings() -> None:
+    for category, module in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", category=category, module=module)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handler = logging.StreamHandler(sys.stderr)
@@ -374,6 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     # Other libraries talk at INFO on every call (Feast's registry refreshes, onnxscript's passes, one
     # line per HTTP request): they are heard from WARNING up unless -v or DEBUG asks for everything.
     loud = args.verbose or args.log_level == "DEBUG"
+    if not loud:
+        # Other libraries' tqdm bars (a model's "Loading weights", Feast's per-view bars) would sit among
+        # ours, and write carriage returns into pipes: seasonrec's own progress says the same once.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        quiet_known_warnings()
     logging.basicConfig(
         level=args.log_level if loud else max(logging.WARNING, logging.getLevelName(args.log_level)), handlers=[handler]
     )

@@ -95,6 +95,16 @@ def record(pid: int) -> dict | None:
     return {"pid": pid, "start_time": int(fields[19]), "cmdline": cmdline.decode(errors="replace").split("\0")}
 
 
+def record_started(proc: subprocess.Popen) -> dict:
+    """`record` of a server just launched. Read once too early, /proc can fail a live process, and the
+    server would then pass for dead to every later check: so it is read until it answers."""
+    for _ in range(20):
+        if (recorded := record(proc.pid)) is not None or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    return recorded or {"pid": proc.pid}
+
+
 def is_recorded(recorded: object) -> bool:
     """Whether the process `record` described is still alive (not a zombie) under its pid."""
     now = record(recorded.get("pid")) if isinstance(recorded, dict) else None

@@ -34,7 +34,8 @@ def run(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}
 
     def _run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([SEASONREC, "--config", str(config), *args], capture_output=True, text=True, env=env)
+        command = [SEASONREC, "--config", str(config), "--json", *args]
+        proc = subprocess.run(command, capture_output=True, text=True, env=env)
         if ok:
             assert proc.returncode == 0, proc.stderr[-2000:]
         return proc

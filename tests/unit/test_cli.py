@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -24,7 +25,7 @@ def config(tmp_path):
 
 
 def _run(capsys, *argv):
-    code = main([str(a) for a in argv])
+    code = main(["--json", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -301,3 +302,21 @@ def test_other_libraries_are_quiet_below_warning_unless_asked(flags, feast_heard
     assert done.returncode == 0, done.stderr
     assert "ingested" in done.stderr  # seasonrec's own INFO lines stay
     assert ("Registry cache expired" in done.stderr) is feast_heard
+
+
+def test_a_stage_prints_a_short_summary_keeps_the_json_in_a_file_and_no_control_sequences(tmp_path, config):
+    # A real pipe, as in CI: no TTY anywhere, so progress must come as plain lines.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEASONREC")}
+    argv = ["data", "generate", "--out", tmp_path / "raw", "--users", 40, "--items", 15, "--seed", 2]
+    argv += ["--start", "2024-01-01", "--end", "2024-03-31"]
+    command = [sys.executable, "-m", "seasonrec.cli", "--config", str(config), *map(str, argv)]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = tmp_path / "data" / "runs" / "data-generate.json"
+    assert json.loads(saved.read_text())["users"] == 40
+    lines = proc.stdout.splitlines()
+    assert len(lines) < 12 and any(line.split() == ["users", "40"] for line in lines), proc.stdout
+    assert lines[-1] == f"full result: {saved}"
+    assert "generating users: done 1/1" in proc.stderr
+    for stream in (proc.stdout, proc.stderr):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", stream), repr(stream[-500:])  # no ESC, no \r

@@ -21,7 +21,7 @@ from seasonrec.config import FeaturesConfig
 from seasonrec.data.validate import find_table, require_columns, scan_table
 from seasonrec.features import tables
 from seasonrec.features.embed import embed_titles
-from seasonrec.progress import progress
+from seasonrec.progress import task
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,16 @@ def build_features(data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfi
         ).lazy(),
     }
     rows = {}
-    for name, plan in progress(plans.items(), description="building feature tables", total=len(plans)):
-        started = time.perf_counter()
-        path = out_dir / f"{name}.parquet"
-        plan().sink_parquet(path, engine="streaming")
-        rows[name] = pl.scan_parquet(path).select(pl.len()).collect().item()
-        timings[name] = round(time.perf_counter() - started, 2)
+    with task("feature tables", total=len(plans)) as bar:
+        for name, plan in plans.items():
+            bar.note(name)
+            started = time.perf_counter()
+            path = out_dir / f"{name}.parquet"
+            plan().sink_parquet(path, engine="streaming")
+            rows[name] = pl.scan_parquet(path).select(pl.len()).collect().item()
+            timings[name] = round(time.perf_counter() - started, 2)
+            bar.advance()
+        bar.note(f"{sum(rows.values()):,} rows")
     manifest = {"source": str(data_dir), "title_encoder": made_by, "rows": rows, "seconds": timings}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.info("built %d feature tables in %s", len(rows), out_dir)

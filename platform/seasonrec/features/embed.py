@@ -68,6 +68,9 @@ def hashed_bag_of_words(titles: list[str], dim: int) -> np.ndarray:
     return out / np.where(norms == 0, 1.0, norms)
 
 
+CHUNK = 2048  # titles per progress step
+
+
 def embed_titles(titles: list[str], encoder: str, dim: int, batch_size: int = 256) -> tuple[np.ndarray, str]:
     """(embeddings of shape [n, dim], name of what made them)."""
     model = None if encoder == HASHING else _load_encoder(encoder)
@@ -75,10 +78,15 @@ def embed_titles(titles: list[str], encoder: str, dim: int, batch_size: int = 25
         if encoder != HASHING:
             log.warning("title embeddings: hashed bag-of-words fallback (%d dims) instead of %s", dim, encoder)
         return hashed_bag_of_words(titles, dim), HASHING
-    vectors = model.encode(
-        titles, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=len(titles) > 2000
-    )
-    vectors = np.asarray(vectors, dtype=np.float32)
+    from seasonrec.progress import progress
+
+    # Our own chunks, not the encoder's tqdm bar: one progress display, and plain lines off a terminal.
+    chunks = [titles[i : i + CHUNK] for i in range(0, len(titles), CHUNK)]
+    parts = [
+        model.encode(chunk, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+        for chunk in progress(chunks, description=f"title encoder ({len(titles)} titles)")
+    ]
+    vectors = np.concatenate([np.asarray(part, dtype=np.float32) for part in parts]) if parts else np.zeros((0, dim))
     if vectors.shape[1] != dim:
         raise SeasonrecError(f"features.embedding_dim is {dim} but {encoder} makes {vectors.shape[1]}-dim vectors")
     return vectors, encoder

@@ -8,6 +8,7 @@ the environment variables its YAML files read) and wraps Feast's calls.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 from seasonrec import schema as s
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
+from seasonrec.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +126,8 @@ def apply(settings: Settings) -> dict:
 
     _require_tables(settings)
     store = open_store(settings)
-    with _in_repo(settings) as repo:
+    # Feast prints a line per object it registers; the summary lists them once.
+    with _in_repo(settings) as repo, contextlib.redirect_stdout(io.StringIO()):
         apply_total(repo_config(settings), repo, skip_source_validation=False)
     project = settings.feast.project
     return {
@@ -143,9 +146,12 @@ def materialize(settings: Settings, end: datetime | None = None) -> dict:
     start = datetime(settings.ingest.oldest.year, 1, 1, tzinfo=UTC)
     if not store.list_feature_views():
         raise SeasonrecError("no feature views registered; run `seasonrec features apply` first")
-    with contextlib.redirect_stdout(sys.stderr):
-        store.materialize(start_date=start, end_date=end)
-    return {"profile": settings.feast.profile, "start": start.isoformat(), "end": end.isoformat()}
+    views = sorted(view.name for view in store.list_feature_views())
+    for name in progress(views, description=f"materialize into {settings.feast.profile}"):
+        # Feast prints a line and a tqdm bar per view: ours above says the same once.
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            store.materialize(start_date=start, end_date=end, feature_views=[name])
+    return {"profile": settings.feast.profile, "views": views, "start": start.isoformat(), "end": end.isoformat()}
 
 
 def _records(result: dict[str, list]) -> list[dict]:

@@ -10,10 +10,13 @@ failure Ray restarts the run from the last checkpoint (`FailureConfig`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
+import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,7 +24,16 @@ import torch
 
 from seasonrec.model.batch import Vocab
 from seasonrec.model.ranker import SeasonalRanker
-from seasonrec.model.train import HISTORY_FILE, TrainOptions, fit, prepare, save_checkpoint, shuffled_batches
+from seasonrec.model.train import (
+    HISTORY_FILE,
+    TrainingProgress,
+    TrainOptions,
+    fit,
+    prepare,
+    save_checkpoint,
+    shuffled_batches,
+)
+from seasonrec.progress import Task, task
 
 log = logging.getLogger(__name__)
 STATE_FILE = "train_state.json"
@@ -52,7 +64,10 @@ def _worker_loop(config: dict) -> None:
     data = ray.get(config["data"])
     batches = shuffled_batches(data["train"], options.batch_size, options.seed, rank=rank, workers=workers)
 
+    shown = _Progress(config.get("progress") if rank == 0 else None)
+
     def report(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
+        shown.put(("epoch", epoch, metrics))
         with tempfile.TemporaryDirectory() as folder:
             checkpoint = None
             if rank == 0:
@@ -64,7 +79,49 @@ def _worker_loop(config: dict) -> None:
                 raise RuntimeError(f"injected worker failure after epoch {epoch}")
 
     autocast = torch.bfloat16 if device.type == "cuda" else None
-    fit(model, batches, data["val"], options, device, report, autocast=autocast, start_epoch=start_epoch)
+    fit(
+        model,
+        batches,
+        data["val"],
+        options,
+        device,
+        report,
+        autocast=autocast,
+        start_epoch=start_epoch,
+        on_batch=lambda epoch, done: shown.put(("batch", epoch, done), every_s=1.0),
+    )
+
+
+class _Progress:
+    """Rank 0's side of the driver's progress bar: a Ray queue, at most one batch update a second."""
+
+    def __init__(self, queue):
+        self.queue, self.last = queue, 0.0
+
+    def put(self, update: tuple, every_s: float = 0.0) -> None:
+        if self.queue is None or (now := time.monotonic()) - self.last < every_s:
+            return
+        self.last = now
+        with contextlib.suppress(Exception):  # a full or gone queue costs a progress line, never the run
+            self.queue.put_nowait(update)
+
+
+def _follow(queue, bar: Task, stop: threading.Event) -> None:
+    """The driver's side: workers' updates onto the bar, until `stop`."""
+    from ray.util.queue import Empty
+
+    shown = TrainingProgress(bar)
+    while not stop.is_set():
+        try:
+            kind, epoch, value = queue.get(timeout=0.5)
+        except Empty:
+            continue
+        except Exception:  # the queue's actor is gone: the run is ending
+            return
+        if kind == "batch":
+            shown.batch(epoch, value)
+        else:
+            shown.epoch(epoch, value)
 
 
 def train_distributed(
@@ -84,6 +141,7 @@ def train_distributed(
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.util.queue import Queue
 
     model, vocab, train_arrays, val_arrays, times = prepare(settings, training_set, init_from, val_weeks)
 
@@ -92,9 +150,14 @@ def train_distributed(
     save_checkpoint(model, vocab, init_dir, [], options)
     if not ray.is_initialized():
         # Inside `ray job submit`, RAY_ADDRESS points at the cluster; alone, start a local one.
-        ray.init(**({} if os.environ.get("RAY_ADDRESS") else {"include_dashboard": False, "log_to_driver": False}))
+        alone = {"include_dashboard": False, "log_to_driver": False}
+        # Ray's own INFO lines ("Started a local Ray instance") follow the CLI's level for other libraries.
+        level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
+        ray.init(logging_level=level, **({} if os.environ.get("RAY_ADDRESS") else alone))
     # Once into the object store, read in place by the workers of a node; also what a restarted worker reads.
     data = ray.put({"train": train_arrays, "val": val_arrays})
+    # No CPU of its own: on a 2-core machine both are the workers'.
+    queue = Queue(maxsize=1000, actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
@@ -102,6 +165,7 @@ def train_distributed(
             "init": str(init_dir.resolve()),
             "data": data,
             "fail_at_epoch": fail_at_epoch,
+            "progress": queue,
         },
         torch_config=TorchConfig(backend="nccl" if gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpu),
@@ -114,7 +178,17 @@ def train_distributed(
             failure_config=FailureConfig(max_failures=max_failures),
         ),
     )
-    result = trainer.fit()
+    # Ray Train's `fit` stays on the main thread (it may install signal handlers); a thread follows the queue.
+    with task(f"training on Ray ({workers} workers)", total=options.epochs) as bar:
+        stop = threading.Event()
+        follower = threading.Thread(target=_follow, args=(queue, bar, stop), daemon=True)
+        follower.start()
+        try:
+            result = trainer.fit()
+        finally:
+            stop.set()
+            follower.join(timeout=5)
+            ray.kill(queue.actor)
     best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
     with best.as_directory() as folder:
         loaded = SeasonalRanker.from_pretrained(folder)

@@ -27,6 +27,7 @@ from seasonrec.features.training_set import LOG_Q
 from seasonrec.model.batch import CONTEXT_DIM, ITEM_DENSE_COLUMNS, PERSONAL_COLUMNS, Vocab, catalogue_tables
 from seasonrec.model.data import Arrays
 from seasonrec.model.ranker import UNSEEN, SeasonalRanker, SeasonalRankerConfig
+from seasonrec.progress import Task, task
 
 log = logging.getLogger(__name__)
 # A bar per load and save of a 1-shard model is noise in our own progress output.
@@ -159,9 +160,10 @@ def fit(
     on_epoch: Callable[[int, dict, torch.nn.Module], None],
     autocast: torch.dtype | None = None,
     start_epoch: int = 0,
+    on_batch: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """The training loop. `batches(epoch)` yields this worker's groups; `on_epoch(epoch, metrics, model)`
-    checkpoints and reports, and may be Ray's."""
+    checkpoints and reports, and may be Ray's; `on_batch(epoch, batches_done)` shows progress."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     titles = getattr(model, "module", model).item_titles
     history: list[dict] = []
@@ -169,7 +171,7 @@ def fit(
     for epoch in range(start_epoch, options.epochs):
         model.train()
         started, total, seen = time.perf_counter(), 0.0, 0
-        for arrays in batches(epoch):
+        for done, arrays in enumerate(batches(epoch), 1):
             batch = {k: torch.as_tensor(np.asarray(v)).to(device) for k, v in arrays.items()}
             n_groups = len(batch["region"])
             # Titles are looked up before ids are hidden: a never-seen item is served with its own title.
@@ -184,6 +186,8 @@ def fit(
             optimizer.step()
             total += loss.item() * n_groups
             seen += n_groups
+            if on_batch is not None:
+                on_batch(epoch, done)
         seconds = time.perf_counter() - started
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Each worker saw only its share of the epoch's groups; report the whole epoch.
@@ -198,7 +202,7 @@ def fit(
         }
         history.append(metrics)
         on_epoch(epoch, metrics, model)
-        log.info("epoch %d: %s", epoch, json.dumps({k: round(v, 4) for k, v in metrics.items()}))
+        log.info("epoch %d/%d: %s", epoch + 1, options.epochs, epoch_note(metrics))
         if metrics["val_loss"] < best - 1e-4:
             best, stale = metrics["val_loss"], 0
         else:
@@ -207,6 +211,14 @@ def fit(
                 log.info("early stop: validation loss has not improved for %d epochs", stale)
                 break
     return history
+
+
+def epoch_note(metrics: dict) -> str:
+    """An epoch's result in a few words, for progress and logs."""
+    return (
+        f"train_loss {metrics['train_loss']:.4f}, val_loss {metrics['val_loss']:.4f}, "
+        f"val_top1 {metrics.get('val_top1', float('nan')):.3f}, {metrics['groups_per_second']:,.0f} groups/s"
+    )
 
 
 def save_checkpoint(
@@ -267,6 +279,21 @@ def prepare(settings, training_set: Path, init_from: Path | None, val_weeks: int
     return model, vocab, train_arrays, val_arrays, times
 
 
+class TrainingProgress:
+    """A training bar's note: the epoch and batch under way, and the last epoch's validation result."""
+
+    def __init__(self, bar: Task):
+        self.bar, self.last = bar, ""
+
+    def batch(self, epoch: int, done: int) -> None:
+        self.bar.note(f"epoch {epoch + 1}, batch {done}{self.last}")
+
+    def epoch(self, epoch: int, metrics: dict) -> None:
+        self.last = f" · val_loss {metrics['val_loss']:.4f}, val_top1 {metrics.get('val_top1', float('nan')):.3f}"
+        self.bar.set(epoch + 1)
+        self.bar.note(self.last.removeprefix(" · "))
+
+
 def train(
     settings,
     training_set: Path,
@@ -285,13 +312,19 @@ def train(
     device = torch.device("cuda" if gpu else "cpu")
     best = {"val_loss": math.inf}
 
-    def keep_best(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
-        if metrics["val_loss"] < best["val_loss"]:
-            best.update(metrics)
-            save_checkpoint(current, vocab, Path(out), [], options)
-
     batches = shuffled_batches(train_arrays, options.batch_size, options.seed)
     autocast = torch.bfloat16 if gpu else None
-    history = fit(model.to(device), batches, val_arrays, options, device, keep_best, autocast=autocast)
+    with task(f"training on {device.type}", total=options.epochs) as bar:
+        shown = TrainingProgress(bar)
+
+        def keep_best(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
+            shown.epoch(epoch, metrics)
+            if metrics["val_loss"] < best["val_loss"]:
+                best.update(metrics)
+                save_checkpoint(current, vocab, Path(out), [], options)
+
+        history = fit(
+            model.to(device), batches, val_arrays, options, device, keep_best, autocast=autocast, on_batch=shown.batch
+        )
     (Path(out) / HISTORY_FILE).write_text(json.dumps({"options": asdict(options), "epochs": history}, indent=2))
     return {"checkpoint": str(out), "groups": len(times), "best": best, "epochs_run": len(history)}

@@ -14,6 +14,7 @@ from seasonrec.progress import shown
 
 DEFAULT_MOMENTS = (datetime(2024, 7, 10, 12, tzinfo=UTC), datetime(2024, 12, 10, 12, tzinfo=UTC))
 DEFAULT_REGIONS = ("GB", "AU")
+TITLE_WIDTH = 30  # two regions side by side fit an 80-column terminal
 
 
 def show_recommendations(
@@ -23,6 +24,7 @@ def show_recommendations(
     regions: list[str] | None,
     k: int,
 ) -> None:
+    """For each user and moment, one table: a column per region, a row per rank."""
     import httpx
 
     from seasonrec.features.store import sample_users
@@ -30,13 +32,12 @@ def show_recommendations(
     url = f"http://{settings.serving.host}:{settings.serving.port}/v1/recommendations"
     headers = read_headers(settings)
     console = Console(file=sys.stdout)
+    regions = regions or list(DEFAULT_REGIONS)
     for user in sample_users(settings, users):
-        table = Table(title=f"user {shown(user)}: top {k}", show_lines=True)
-        table.add_column("when / where")
-        table.add_column("items (score; reasons)")
         lists: dict[tuple[str, datetime], list[str]] = {}
-        for region in regions or DEFAULT_REGIONS:
-            for at in moments or DEFAULT_MOMENTS:
+        for at in moments or DEFAULT_MOMENTS:
+            answers = {}
+            for region in regions:
                 body = {"user_id": user, "k": k, "region": region, "at": at.isoformat()}
                 try:
                     reply = httpx.post(url, json=body, headers=headers, timeout=30)
@@ -44,17 +45,35 @@ def show_recommendations(
                     raise SeasonrecError(f"{url}: {type(exc).__name__}; is `seasonrec serve start` running?") from exc
                 if reply.status_code != 200:
                     raise SeasonrecError(f"{url}: HTTP {reply.status_code}: {reply.text[:200]}")
-                data = reply.json()
-                lists[(region, at)] = [i["item_id"] for i in data["items"]]
-                lines = [
-                    f"{shown(i['item_id'])} ({i['score'] if i['score'] is None else round(i['score'], 2)}; "
-                    f"{shown(', '.join(i['reasons'])) or '-'})"
-                    for i in data["items"]
-                ]
-                flag = " DEGRADED" if data["degraded"] else ""
-                table.add_row(f"{at:%Y-%m-%d} {region}\nmodel v{data['model_version']}{flag}", "\n".join(lines))
-        console.print(table)
-        console.print(overlap_lines(lists))
+                answers[region] = reply.json()
+                lists[(region, at)] = [i["item_id"] for i in answers[region]["items"]]
+            console.print(comparison_table(user, at, answers))
+        console.print(overlap_lines(lists), highlight=False)
+
+
+def comparison_table(user: str, at: datetime, answers: dict[str, dict]) -> Table:
+    """Ranks down, regions across; each cell the item's short title and id, its category, score and reasons."""
+    table = Table(title=f"user {shown(user)} on {at:%Y-%m-%d}", title_justify="left", show_lines=True)
+    table.add_column("#", justify="right")
+    for region, data in answers.items():
+        flag = " [bold red]DEGRADED[/]" if data["degraded"] else ""
+        table.add_column(f"{shown(region)} (model v{shown(str(data['model_version']))}){flag}", overflow="fold")
+    for rank in range(max(len(d["items"]) for d in answers.values())):
+        cells = [item_cell(d["items"][rank]) if rank < len(d["items"]) else "" for d in answers.values()]
+        table.add_row(str(rank + 1), *cells)
+    return table
+
+
+def short(title: str | None, width: int = TITLE_WIDTH) -> str:
+    title = " ".join((title or "").split())
+    return title if len(title) <= width else title[: width - 1].rstrip() + "…"
+
+
+def item_cell(item: dict) -> str:
+    score = "-" if item["score"] is None else f"{item['score']:.2f}"
+    name = short(item.get("title")) or item["item_id"]
+    details = " · ".join(x for x in (item.get("category"), score, ", ".join(item["reasons"])) if x)
+    return f"{shown(name)} [dim]{shown(item['item_id'])}[/]\n[dim]{shown(details)}[/]"
 
 
 def read_headers(settings: Settings) -> dict[str, str]:

@@ -25,7 +25,8 @@ import yaml
 
 from seasonrec.config import ENV_PREFIX, Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import free_port, is_recorded, port_free, read_state, record, stop_recorded
+from seasonrec.processes import free_port, is_recorded, port_free, read_state, record_started, stop_recorded
+from seasonrec.progress import Task, task
 from seasonrec.triton.server import TritonServer
 
 log = logging.getLogger(__name__)
@@ -194,11 +195,17 @@ class ServeStack:
         host, port = self.settings.serving.host, self.settings.serving.port
         if not port_free(host, port):
             raise SeasonrecError(f"port {port} (serving.port) is in use on {host}")
+        with task("serve start", total=4) as bar:
+            return self._start(bar, timeout_s)
+
+    def _start(self, bar: Task, timeout_s: float) -> dict:
         triton = TritonServer(self.settings)
         started_triton = False
+        bar.note("Triton")
         if triton.state() is None:
             triton.start()
             started_triton = True
+        bar.advance()
         ray_port = free_port()
         env, files = self._prepare()
         # Ray starts workers at nice 15 so its own daemons come first; a Serve replica
@@ -226,12 +233,15 @@ class ServeStack:
             "url": self.url,
             "triton_started": started_triton,
             **files,
-            "ray_head": record(head.pid) or {"pid": head.pid},
+            "ray_head": record_started(head),
         }
         _write_private(self.state_file, json.dumps(state))
         try:
+            bar.note("Ray head")
             _wait_port("127.0.0.1", ray_port, head, timeout_s)
-            self._deploy(state, timeout_s)
+            bar.advance()
+            bar.note("Serve deployments")
+            self._deploy(state, timeout_s, bar)
         except BaseException:
             self.stop()
             raise
@@ -260,7 +270,7 @@ class ServeStack:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
             raise SeasonrecError(f"Ray Serve driver failed: {last[:300]} (see {self.state_dir / 'ray.log'})")
 
-    def _deploy(self, state: dict, timeout_s: float) -> None:
+    def _deploy(self, state: dict, timeout_s: float, bar: Task) -> None:
         """Run the app from a short-lived driver; Serve keeps it running in the head."""
         host, port = self.settings.serving.host, self.settings.serving.port
         self.run_driver(
@@ -270,8 +280,12 @@ class ServeStack:
             " route_prefix='/', blocking=False)",
             timeout_s,
         )
+        bar.advance()
+        bar.note(f"{self.url}/readyz")
         if not _ready(self.url, timeout_s):
             raise SeasonrecError(f"{self.url}/readyz did not answer 200 within {timeout_s:.0f} s")
+        bar.advance()
+        bar.note(self.url)
 
     def stop(self) -> bool:
         """Stop the head and what it started; False, signalling nothing, if it is not running."""

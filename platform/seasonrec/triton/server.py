@@ -21,7 +21,7 @@ from pathlib import Path
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import free_port, is_recorded, port_free, read_state, record, stop_recorded
+from seasonrec.processes import free_port, is_recorded, port_free, read_state, record_started, stop_recorded
 
 log = logging.getLogger(__name__)
 STATE_FILE = "server.json"
@@ -90,16 +90,6 @@ def last_error(log: Path) -> str:
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("E") or "error" in line.lower()]
     return (errors or lines or ["empty log"])[-1].strip()[:300]
-
-
-def _record_started(proc: subprocess.Popen) -> dict:
-    """`record` of a server just launched. Read once too early, /proc can fail a live process, and the
-    server would then pass for dead to every later `state()`: so it is read until it answers."""
-    for _ in range(20):
-        if (recorded := record(proc.pid)) is not None or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    return recorded or {"pid": proc.pid}
 
 
 def free_ports() -> dict[str, int]:
@@ -177,7 +167,7 @@ class TritonServer:
             "repository": str(self.repository),
             "log": str(self.log),
             "model": self.cfg.model if load and has_versions else None,
-            "process": _record_started(proc),
+            "process": record_started(proc),
         }
         self.state_file.write_text(json.dumps(state))
         try:
