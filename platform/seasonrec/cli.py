@@ -61,14 +61,20 @@ def _report(args: argparse.Namespace, settings: Settings, result: object, view=N
         return
     from rich.console import Console
 
-    from seasonrec.summary import summary_table
+    from seasonrec.summary import summary_line
 
     out = settings.paths.root / "runs" / f"{_stage(args).replace(' ', '-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     console = Console(file=sys.stdout)
-    console.print(view if view is not None else summary_table(result, _stage(args)))
-    console.print(f"full result: {terminal_text(str(out))}", highlight=False, soft_wrap=True)
+    if view is None:
+        # One line, wrapped by the terminal, not by us: a path cut in two cannot be pasted.
+        line = summary_line(result, _stage(args)).append(f" (all of it: {terminal_text(str(out))})")
+        console.print(line, soft_wrap=True)
+    else:
+        # Text tables are as wide as they need: wrapping them would scramble their columns.
+        console.print(view, soft_wrap=isinstance(view, str), highlight=False)
+        console.print(f"all of it: {terminal_text(str(out))}", highlight=False, soft_wrap=True)
 
 
 # --- data -------------------------------------------------------------------
@@ -226,7 +232,11 @@ def _serve(args: argparse.Namespace, settings: Settings) -> None:
 
     stack = ServeStack(settings)
     if args.command == "start":
-        _report(args, settings, stack.start())
+        from seasonrec.summary import summary_line
+
+        state = stack.start()
+        shown = {"url": state["url"], "docs": f"{state['url']}/docs", "write token": state["write_token_file"]}
+        _report(args, settings, state, view=summary_line(shown, "serve start"))
     elif args.command == "stop":
         _report(args, settings, {"stopped": stack.stop()})
     else:
@@ -374,7 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
     p.add_argument(
         "what",
-        choices=["ingest", "generate", "features", "online", "train", "scoring", "serve", "evaluate", "chaos"],
+        choices=["ingest", "generate", "features", "online", "train", "scoring", "serve", "evaluate", "chaos", "page"],
     )
     p.add_argument("--training-set", type=Path, help="train: the training set to time on; scoring: parity batches")
     p.add_argument("--checkpoint", type=Path, help="scoring: the ranker (default: <data_dir>/checkpoints/ranker)")

@@ -12,12 +12,14 @@ from typing import Any
 
 from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 
 from seasonrec import schema as s
-from seasonrec.progress import shown
+from seasonrec.progress import shown, terminal_text
 
-MAX_ROWS = 24  # past this the file holds the rest
+MAX_ROWS = 24  # values in a summary; the JSON holds the rest
 MAX_TEXT = 60
+OPEN_UP_TO = 4  # a nested record with more keys than this is cut to its first few, not opened
 
 
 def compact(value: Any) -> str:
@@ -37,35 +39,38 @@ def compact(value: Any) -> str:
             return compact(f"{text}{', …' if len(value) > 6 else ''}") + (f" ({len(value)})" if len(value) > 6 else "")
         return f"{len(value)} records"
     if isinstance(value, Mapping):
-        keys = list(value)
-        return f"{{{', '.join(str(k) for k in keys[:5])}{', …' if len(keys) > 5 else ''}}}"
+        if not value:
+            return "none"
+        pairs = [f"{k} {compact(v)}" if not isinstance(v, Mapping | list) else str(k) for k, v in value.items()]
+        return ", ".join(pairs[:3]) + (f", … ({len(pairs)})" if len(pairs) > 3 else "")
     return str(value)
 
 
 def rows(result: Any, prefix: str = "", depth: int = 2) -> list[tuple[str, str]]:
-    """(dotted key, compact value) pairs: mappings are opened `depth` levels down."""
+    """(dotted key, compact value) pairs: small mappings are opened `depth` levels down, big ones cut."""
     if not isinstance(result, Mapping):
         return [(prefix or "result", compact(result))]
     out: list[tuple[str, str]] = []
     for key, value in result.items():
         name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and value and depth > 1:
+        if isinstance(value, Mapping) and 0 < len(value) <= OPEN_UP_TO and depth > 1:
             out.extend(rows(value, name, depth - 1))
         else:
             out.append((name, compact(value)))
     return out
 
 
-def summary_table(result: Any, title: str) -> Table:
-    table = Table(title=shown(title), title_justify="left", show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column(overflow="fold")
+def summary_line(result: Any, title: str) -> Text:
+    """A stage's summary as one flowing paragraph: `title: key value · key value ...`."""
     found = rows(result)
-    for key, value in found[:MAX_ROWS]:
-        table.add_row(shown(key), shown(value))
+    text = Text(f"{terminal_text(title)}: ", style="bold")
+    for i, (key, value) in enumerate(found[:MAX_ROWS]):
+        text.append(" · " if i else "")
+        text.append(terminal_text(key), style="cyan")
+        text.append(f" {terminal_text(value)}")
     if len(found) > MAX_ROWS:
-        table.add_row("…", f"{len(found) - MAX_ROWS} more in the JSON")
-    return table
+        text.append(f" · … {len(found) - MAX_ROWS} more in the JSON")
+    return text
 
 
 def online_view(results: list[dict]) -> Group:
@@ -74,14 +79,19 @@ def online_view(results: list[dict]) -> Group:
     for result in results:
         user = result.get("user", {})
         user_id = user.get(s.USER_ID, "?")
-        tables.append(summary_table({k: v for k, v in user.items() if k != s.USER_ID}, f"user {user_id}"))
+        tables.append(summary_line({k: v for k, v in user.items() if k != s.USER_ID}, f"user {user_id}"))
         items = result.get("items") or []
         if items:
             table = Table(title=shown(f"user {user_id}: features of {len(items)} items"), title_justify="left")
             table.add_column("feature", style="bold")
             for item in items:
                 table.add_column(shown(str(item.get(s.ITEM_ID, "?"))), overflow="fold")
-            for name in [k for k in items[0] if k not in (s.ITEM_ID, s.USER_ID)]:
-                table.add_row(shown(name), *(shown(compact(item.get(name))) for item in items))
+            names = [k for k in items[0] if k not in (s.ITEM_ID, s.USER_ID)]
+            empty = [n for n in names if all(item.get(n) is None for item in items)]
+            for name in names:
+                if name not in empty:
+                    table.add_row(shown(name), *(shown(compact(item.get(name))) for item in items))
             tables.append(table)
+            if empty:  # one line, not a row of None each: a new user or item has many
+                tables.append(Text(terminal_text(f"no value for these items: {', '.join(empty)}"), style="dim"))
     return Group(*tables)

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from seasonrec.summary import MAX_ROWS, compact, online_view, rows, summary_table
+from seasonrec.summary import MAX_ROWS, compact, online_view, rows, summary_line
 
 
 def _text(renderable) -> str:
@@ -27,25 +27,34 @@ def test_lists_of_names_are_cut_and_counted_and_records_counted():
     assert compact("x" * 200).endswith("…") and len(compact("x" * 200)) == 60
 
 
-def test_nested_records_open_two_levels_with_dotted_keys():
-    result = {"rows_in": 5, "items": {"rows_in": 3, "rejected": {"a": 1}}}
-    assert rows(result) == [("rows_in", "5"), ("items.rows_in", "3"), ("items.rejected", "{a}")]
+def test_small_nested_records_open_with_dotted_keys_and_big_ones_are_cut():
+    result = {"rows_in": 5, "items": {"rows_in": 3, "rejected": {"a": 1}}, "rows": {f"t{i}": i for i in range(9)}}
+    assert rows(result) == [
+        ("rows_in", "5"),
+        ("items.rows_in", "3"),
+        ("items.rejected", "a 1"),
+        ("rows", "t0 0, t1 1, t2 2, … (9)"),
+    ]
 
 
-def test_a_long_result_is_cut_and_says_where_the_rest_is():
-    text = _text(summary_table({f"k{i}": i for i in range(MAX_ROWS + 5)}, "stage"))
-    assert "k0" in text and f"k{MAX_ROWS + 4}" not in text and "5 more in the JSON" in text
+def test_a_summary_is_one_short_paragraph_and_a_long_one_says_where_the_rest_is():
+    assert _text(summary_line({"users": 40, "items": 15}, "data generate")).strip() == (
+        "data generate: users 40 · items 15"
+    )
+    text = _text(summary_line({f"k{i}": i for i in range(MAX_ROWS + 5)}, "stage"))
+    assert "k0 0" in text and f"k{MAX_ROWS + 4}" not in text and "5 more in the JSON" in text
 
 
-def test_online_features_show_items_side_by_side_with_vectors_cut():
+def test_online_features_show_items_side_by_side_with_vectors_cut_and_empty_ones_named_once():
     result = {
         "user": {"user_id": "U1", "n_purchases": 3, "history_item_ids": ["I1", "I2"]},
         "items": [
-            {"item_id": "I1", "price": 2.5, "title_embedding": [0.1] * 384},
-            {"item_id": "I2", "price": 4.0, "title_embedding": [0.2] * 384},
+            {"item_id": "I1", "price": 2.5, "title_embedding": [0.1] * 384, "sales_7d": None},
+            {"item_id": "I2", "price": 4.0, "title_embedding": [0.2] * 384, "sales_7d": None},
         ],
     }
     text = _text(online_view([result]))
-    assert "user U1" in text and "n_purchases" in text and "I1, I2" in text
+    assert "user U1: n_purchases 3 · history_item_ids I1, I2" in text
     assert "384 values: 0.1" in text and "384 values: 0.2" in text
-    assert len(text.splitlines()) < 20
+    assert "no value for these items: sales_7d" in text and "None" not in text
+    assert len(text.splitlines()) < 15

@@ -277,5 +277,5 @@ def generate(out_dir: Path | str, cfg: GenerateConfig) -> dict:
         "start": str(cfg.start),
         "end": str(cfg.end),
     }
-    log.info("generated %s", summary)
+    log.debug("generated %s", summary)  # the command prints it as its summary
     return summary

@@ -146,5 +146,5 @@ def ingest(source: Source, input_path: Path | str, out_dir: Path | str, cfg: Ing
     if items_rejected.width:
         items_rejected.write_parquet(out_dir / f"{s.ITEMS_TABLE}{s.REJECTED_SUFFIX}.parquet")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log.info("ingested %s: %d events, %d items -> %s", input_path, events.height, items.height, out_dir)
+    log.debug("ingested %s: %d events, %d items -> %s", input_path, events.height, items.height, out_dir)
     return summary

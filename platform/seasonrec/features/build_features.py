@@ -84,5 +84,5 @@ def build_features(data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfi
         bar.note(f"{sum(rows.values()):,} rows")
     manifest = {"source": str(data_dir), "title_encoder": made_by, "rows": rows, "seconds": timings}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    log.info("built %d feature tables in %s", len(rows), out_dir)
+    log.debug("built %d feature tables in %s", len(rows), out_dir)
     return manifest

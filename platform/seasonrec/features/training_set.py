@@ -205,5 +205,5 @@ def build_training_set(
         "end": str(table[s.FEATURE_TS].max()),
         "out": str(out),
     }
-    log.info("training set: %s", summary)
+    log.debug("training set: %s", summary)
     return summary

@@ -106,22 +106,46 @@ class _Progress:
             self.queue.put_nowait(update)
 
 
-def _follow(queue, bar: Task, stop: threading.Event) -> None:
-    """The driver's side: workers' updates onto the bar, until `stop`."""
-    from ray.util.queue import Empty
+class _Follower:
+    """The driver's side: the workers' updates onto the bar, and each epoch's metrics as rank 0 saw them.
 
-    shown = TrainingProgress(bar)
-    while not stop.is_set():
-        try:
-            kind, epoch, value = queue.get(timeout=0.5)
-        except Empty:
-            continue
-        except Exception:  # the queue's actor is gone: the run is ending
-            return
+    Ray's `metrics_dataframe` keeps only the checkpoints it kept (two), so the history comes from here.
+    """
+
+    def __init__(self, queue, bar: Task):
+        self.queue, self.shown, self.epochs = queue, TrainingProgress(bar), {}
+        self.repeated = 0  # epochs trained twice: a restart that did not resume from a checkpoint
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _take(self, update: tuple) -> None:
+        kind, epoch, value = update
         if kind == "batch":
-            shown.batch(epoch, value)
+            self.shown.batch(epoch, value)
         else:
-            shown.epoch(epoch, value)
+            self.repeated += epoch in self.epochs
+            self.epochs[epoch] = value  # the last word counts
+            self.shown.epoch(epoch, value)
+
+    def _run(self) -> None:
+        from ray.util.queue import Empty
+
+        while not self.stop.is_set():
+            try:
+                self._take(self.queue.get(timeout=0.5))
+            except Empty:
+                continue
+            except Exception:  # the queue's actor is gone: the run is ending
+                return
+
+    def finish(self) -> list[dict]:
+        """Stop following, take what is still queued, and return the epochs in order."""
+        self.stop.set()
+        self.thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            while not self.queue.empty():
+                self._take(self.queue.get_nowait())
+        return [self.epochs[e] for e in sorted(self.epochs)]
 
 
 def train_distributed(
@@ -180,19 +204,19 @@ def train_distributed(
     )
     # Ray Train's `fit` stays on the main thread (it may install signal handlers); a thread follows the queue.
     with task(f"training on Ray ({workers} workers)", total=options.epochs) as bar:
-        stop = threading.Event()
-        follower = threading.Thread(target=_follow, args=(queue, bar, stop), daemon=True)
-        follower.start()
+        follower = _Follower(queue, bar)
+        follower.thread.start()
         try:
             result = trainer.fit()
         finally:
-            stop.set()
-            follower.join(timeout=5)
+            followed = follower.finish()
             ray.kill(queue.actor)
     best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
     with best.as_directory() as folder:
         loaded = SeasonalRanker.from_pretrained(folder)
-    epochs = result.metrics_dataframe.to_dict(orient="records") if result.metrics_dataframe is not None else []
+    epochs = followed
+    if not epochs and result.metrics_dataframe is not None:  # no update came through: what Ray kept
+        epochs = result.metrics_dataframe.to_dict(orient="records")
     save_checkpoint(loaded, vocab, out, [], options)
     keep = ("epoch", "train_loss", "val_loss", "val_top1", "groups_per_second")
     history = [{k: e[k] for k in keep if k in e} for e in epochs]
@@ -202,5 +226,6 @@ def train_distributed(
         "workers": workers,
         "groups": len(times),
         "epochs_run": len(history),
+        "epochs_repeated": follower.repeated,
         "best_val_loss": min((e["val_loss"] for e in history), default=None),
     }
