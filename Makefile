@@ -28,20 +28,21 @@ $(STAMP): pyproject.toml
 
 demo demo-stop: export SEASONREC__PATHS__DATA_DIR = $(DEMO_DATA)
 demo demo-stop: export SEASONREC__TRITON__REPOSITORY = $(DEMO_DATA)/model_repository
+# Each step's own summary line says what ran: the command lines themselves are not echoed.
 demo: install
-	$(SEASONREC) data generate
-	$(SEASONREC) data ingest --source canonical --input $(DEMO_DATA)/raw
-	$(SEASONREC) features build
-	$(SEASONREC) features apply
-	$(SEASONREC) features materialize
-	$(SEASONREC) features online --sample 1 --items-from-pool 3
-	$(SEASONREC) features training-set --end 2024-10-01T00:00:00 --negatives 7 --out $(DEMO_DATA)/training_set.parquet
-	$(SEASONREC) train --workers 2 --training-set $(DEMO_DATA)/training_set.parquet --out $(DEMO_DATA)/checkpoints/ranker
-	$(SEASONREC) evaluate --checkpoint $(DEMO_DATA)/checkpoints/ranker --test-start 2024-10-01 --test-end 2024-12-31 --out $(DEMO_DATA)/evaluation
-	$(SEASONREC) export --checkpoint $(DEMO_DATA)/checkpoints/ranker --training-set $(DEMO_DATA)/training_set.parquet --metrics $(DEMO_DATA)/evaluation/metrics.json
-	$(SEASONREC) serve stop
-	$(SEASONREC) serve start
-	$(SEASONREC) recommend --users 1 --k 5 --region GB --region AU --at 2024-07-10T12:00:00 --at 2024-12-10T12:00:00
+	@$(SEASONREC) data generate
+	@$(SEASONREC) data ingest --source canonical --input $(DEMO_DATA)/raw
+	@$(SEASONREC) features build
+	@$(SEASONREC) features apply
+	@$(SEASONREC) features materialize
+	@$(SEASONREC) features online --sample 1 --items-from-pool 3
+	@$(SEASONREC) features training-set --end 2024-10-01T00:00:00 --negatives 7 --out $(DEMO_DATA)/training_set.parquet
+	@$(SEASONREC) train --workers 2 --training-set $(DEMO_DATA)/training_set.parquet --out $(DEMO_DATA)/checkpoints/ranker
+	@$(SEASONREC) evaluate --checkpoint $(DEMO_DATA)/checkpoints/ranker --test-start 2024-10-01 --test-end 2024-12-31 --out $(DEMO_DATA)/evaluation
+	@$(SEASONREC) export --checkpoint $(DEMO_DATA)/checkpoints/ranker --training-set $(DEMO_DATA)/training_set.parquet --metrics $(DEMO_DATA)/evaluation/metrics.json
+	@$(SEASONREC) serve stop
+	@$(SEASONREC) serve start
+	@$(SEASONREC) recommend --users 1 --k 5 --region GB --region AU --at 2024-07-10T12:00:00 --at 2024-12-10T12:00:00
 	@echo
 	@echo "What to open next (the stack is still running; stop it with: make demo-stop):"
 	@echo "  the web page   http://127.0.0.1:8080/"
@@ -54,6 +55,7 @@ demo-stop: install
 
 test: install
 	$(BIN)/ruff check platform tests feature_repo ray_jobs
+	@.ci/chromium.sh
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests; that is a failure" >&2; fi; \
 	exit $$rc

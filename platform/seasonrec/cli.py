@@ -60,20 +60,22 @@ def _report(args: argparse.Namespace, settings: Settings, result: object, view=N
         _print(result)
         return
     from rich.console import Console
+    from rich.text import Text
 
     from seasonrec.summary import summary_line
 
     out = settings.paths.root / "runs" / f"{_stage(args).replace(' ', '-')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
-    console = Console(file=sys.stdout)
+    # Off a terminal (CI, a pipe) 120 columns: tables of several columns without a wrap in every cell.
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     if view is None:
         # One line, wrapped by the terminal, not by us: a path cut in two cannot be pasted.
         line = summary_line(result, _stage(args)).append(f" (all of it: {terminal_text(str(out))})")
         console.print(line, soft_wrap=True)
     else:
         # Text tables are as wide as they need: wrapping them would scramble their columns.
-        console.print(view, soft_wrap=isinstance(view, str), highlight=False)
+        console.print(view, soft_wrap=isinstance(view, str | Text), highlight=False)
         console.print(f"all of it: {terminal_text(str(out))}", highlight=False, soft_wrap=True)
 
 

@@ -15,6 +15,7 @@ from seasonrec.progress import shown
 DEFAULT_MOMENTS = (datetime(2024, 7, 10, 12, tzinfo=UTC), datetime(2024, 12, 10, 12, tzinfo=UTC))
 DEFAULT_REGIONS = ("GB", "AU")
 TITLE_WIDTH = 30  # two regions side by side fit an 80-column terminal
+SOURCE = "source:"  # the reasons that name a candidate source, shown together
 
 
 def show_recommendations(
@@ -31,7 +32,8 @@ def show_recommendations(
 
     url = f"http://{settings.serving.host}:{settings.serving.port}/v1/recommendations"
     headers = read_headers(settings)
-    console = Console(file=sys.stdout)
+    # Off a terminal (a pipe, a log) 120 columns: two regions side by side without wrapping every reason.
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
     regions = regions or list(DEFAULT_REGIONS)
     for user in sample_users(settings, users):
         lists: dict[tuple[str, datetime], list[str]] = {}
@@ -70,10 +72,16 @@ def short(title: str | None, width: int = TITLE_WIDTH) -> str:
 
 
 def item_cell(item: dict) -> str:
+    """Title and id; category, score and the candidate sources that proposed it; then the rules' reasons."""
     score = "-" if item["score"] is None else f"{item['score']:.2f}"
     name = short(item.get("title")) or item["item_id"]
-    details = " · ".join(x for x in (item.get("category"), score, ", ".join(item["reasons"])) if x)
-    return f"{shown(name)} [dim]{shown(item['item_id'])}[/]\n[dim]{shown(details)}[/]"
+    sources = [r.removeprefix(SOURCE) for r in item["reasons"] if r.startswith(SOURCE)]
+    rules = [r for r in item["reasons"] if not r.startswith(SOURCE)]
+    details = " · ".join(x for x in (item.get("category"), score, "+".join(sources)) if x)
+    lines = [f"{shown(name)} [dim]{shown(item['item_id'])}[/]", f"[dim]{shown(details)}[/]"]
+    if rules:
+        lines.append(shown(", ".join(rules)))
+    return "\n".join(lines)
 
 
 def read_headers(settings: Settings) -> dict[str, str]:
