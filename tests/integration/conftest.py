@@ -1,4 +1,5 @@
-"""Real Feast stores over the tiny shop: SQLite on disk, and the machine's Redis."""
+"""Real Feast stores over the tiny shop (SQLite on disk, and the machine's Redis), and one serving stack
+that the API and browser tests share: each start costs about a minute."""
 
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import pytest
 from seasonrec.config import Settings
 from seasonrec.features import store as feast_store
 from seasonrec.features.training_set import build_training_set
+from seasonrec.processes import free_port
+from seasonrec.serving.stack import ServeStack
+from seasonrec.triton.server import free_ports
+
+# Few enough that a test reaches the limit; no other test of the stack sends events for new users.
+NEW_USERS_PER_MINUTE = 3
 
 
 def redis_up(host: str = "127.0.0.1", port: int = 6379) -> bool:
@@ -77,3 +84,46 @@ def ranker_repository(training_set, tmp_path_factory):
     settings = settings.model_copy(update={"triton": settings.triton.model_copy(update={"repository": root / "repo"})})
     export_model(settings, root / "ckpt", training_set=path)
     return root / "repo"
+
+
+def _stack_settings(training_set, repository, root, profile="embedded", redis="127.0.0.1:6379"):
+    settings, _ = training_set
+    shutil.copytree(settings.paths.root, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("feast"))
+    rules = root / "rules.yaml"
+    shutil.copy(settings.paths.resolve(settings.serving.rules_path), rules)
+    ports = free_ports()
+    settings = settings.model_copy(
+        update={
+            "paths": settings.paths.model_copy(update={"data_dir": root}),
+            "feast": settings.feast.model_copy(
+                update={"profile": profile, "redis_connection": redis, "project": f"serve_{uuid.uuid4().hex[:8]}"}
+            ),
+            "triton": settings.triton.model_copy(
+                update={"repository": root / "repository", "timeout_ms": 2_000, **ports}
+            ),
+            "serving": settings.serving.model_copy(
+                update={"port": free_port(), "rules_path": rules, "new_user_events_per_minute": NEW_USERS_PER_MINUTE}
+            ),
+        }
+    )
+    shutil.copytree(repository, root / "repository")
+    feast_store.apply(settings)
+    feast_store.materialize(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def stack(training_set, ranker_repository, tmp_path_factory):
+    """The whole serving stack on free ports: (settings, url)."""
+    settings = _stack_settings(training_set, ranker_repository, tmp_path_factory.mktemp("serve"))
+    server = ServeStack(settings)
+    server.start()
+    yield settings, server.url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def writer(stack):
+    """Headers that carry the token `serve start` made for this stack (none is configured)."""
+    settings, _ = stack
+    return {"Authorization": f"Bearer {ServeStack(settings).write_token()}"}

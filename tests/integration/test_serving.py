@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,62 +22,15 @@ import pytest
 import yaml
 
 from seasonrec import schema as s
-from seasonrec.features import store as feast_store
 from seasonrec.features.store import sample_users
-from seasonrec.processes import free_port
 from seasonrec.serving import writes
 from seasonrec.serving.fetcher import FeatureReader
-from seasonrec.serving.stack import ServeStack
 from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, UnknownItem
-from seasonrec.triton.server import TritonServer, free_ports
+from seasonrec.triton.server import TritonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 JULY, DECEMBER = "2024-07-10T12:00:00+00:00", "2024-12-10T12:00:00+00:00"
-# Few enough that a test reaches the limit; no other test of the stack sends events for new users.
-NEW_USERS_PER_MINUTE = 3
-
-
-def _stack_settings(training_set, repository, root, profile="embedded", redis="127.0.0.1:6379"):
-    settings, _ = training_set
-    shutil.copytree(settings.paths.root, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns("feast"))
-    rules = root / "rules.yaml"
-    shutil.copy(settings.paths.resolve(settings.serving.rules_path), rules)
-    ports = free_ports()
-    settings = settings.model_copy(
-        update={
-            "paths": settings.paths.model_copy(update={"data_dir": root}),
-            "feast": settings.feast.model_copy(
-                update={"profile": profile, "redis_connection": redis, "project": f"serve_{uuid.uuid4().hex[:8]}"}
-            ),
-            "triton": settings.triton.model_copy(
-                update={"repository": root / "repository", "timeout_ms": 2_000, **ports}
-            ),
-            "serving": settings.serving.model_copy(
-                update={"port": free_port(), "rules_path": rules, "new_user_events_per_minute": NEW_USERS_PER_MINUTE}
-            ),
-        }
-    )
-    shutil.copytree(repository, root / "repository")
-    feast_store.apply(settings)
-    feast_store.materialize(settings)
-    return settings
-
-
-@pytest.fixture(scope="module")
-def stack(training_set, ranker_repository, tmp_path_factory):
-    settings = _stack_settings(training_set, ranker_repository, tmp_path_factory.mktemp("serve"))
-    server = ServeStack(settings)
-    server.start()
-    yield settings, server.url
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def writer(stack):
-    """Headers that carry the token `serve start` made for this stack (none is configured)."""
-    settings, _ = stack
-    return {"Authorization": f"Bearer {ServeStack(settings).write_token()}"}
 
 
 def _recommend(url, **body):
@@ -216,9 +168,9 @@ def test_events_of_new_users_are_accepted_up_to_their_rate_then_429(stack, write
             headers=writer,
             timeout=30,
         ).status_code
-        for _ in range(NEW_USERS_PER_MINUTE + 1)
+        for _ in range(settings.serving.new_user_events_per_minute + 1)
     ]
-    assert codes == [200] * NEW_USERS_PER_MINUTE + [429]
+    assert codes == [200] * settings.serving.new_user_events_per_minute + [429]
     known = {"user_id": sample_users(settings, 1)[0], "item_id": item, "event_type": "view"}
     assert httpx.post(f"{url}/v1/events", json=known, headers=writer, timeout=30).status_code == 200
 

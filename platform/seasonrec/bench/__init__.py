@@ -65,7 +65,7 @@ def record(title: str, command: str, rows: list[dict]) -> str:
 
 
 def run(what: str, settings: Settings, args) -> dict:
-    from seasonrec.bench import chaos, evaluation, online, pipeline, scoring, serve
+    from seasonrec.bench import chaos, evaluation, online, page, pipeline, scoring, serve
 
     if what == "ingest":
         title, rows = pipeline.bench_ingest(settings, args.input)
@@ -83,6 +83,8 @@ def run(what: str, settings: Settings, args) -> dict:
         title, rows = chaos.bench_chaos(settings, args)
     elif what == "scoring":
         title, rows = scoring.bench_scoring(settings, args)
+    elif what == "page":
+        title, rows = page.bench_page(settings, args)
     else:
         title, rows = online.bench_online(settings, args.items, args.requests)
     command = "seasonrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])

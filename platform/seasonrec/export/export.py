@@ -26,6 +26,7 @@ from seasonrec.export.repository import CARD_FILE, ModelRepository
 from seasonrec.model.data import Arrays, load_groups
 from seasonrec.model.ranker import SeasonalRanker
 from seasonrec.model.train import HISTORY_FILE, VOCAB_FILE, load_model
+from seasonrec.progress import task
 
 log = logging.getLogger(__name__)
 # torch.onnx warns about every torchvision operator it cannot register; this model uses none.
@@ -190,6 +191,17 @@ def _ranker_views(evaluation: dict) -> dict:
     }
 
 
+def _copy_plots(evaluation: Path, stage: Path) -> None:
+    """The evaluation's plots beside the card, so the serving API can show them with the version they describe."""
+    from seasonrec.serving.api import REPORT_DIR
+
+    plots = sorted(evaluation.glob("*.png"))
+    if plots:
+        (stage / REPORT_DIR).mkdir()
+    for plot in plots:
+        shutil.copy2(plot, stage / REPORT_DIR / plot.name)
+
+
 def export_model(
     settings: Settings,
     checkpoint: Path,
@@ -208,14 +220,20 @@ def export_model(
     repo = ModelRepository(repository, settings.triton.model)
     version = repo.next_version(version)
     batches = parity_batches(training_set, model, vocab)
-    with repo.staging(version) as stage:
+    with repo.staging(version) as stage, task(f"export to version {version}", total=3) as bar:
         onnx_path = stage / ONNX_FILE
-        log.info("exporting %s to ONNX", checkpoint)
+        bar.note("ONNX graph")
         to_onnx(model, batches[0], onnx_path)
         import onnx
 
+        bar.advance()
+        bar.note("checker")
         onnx.checker.check_model(str(onnx_path), full_check=True)
+        bar.advance()
+        bar.note(f"parity on {len(batches)} batches")
         max_diff = check_parity(model, onnx_path, batches)
+        bar.advance()
+        bar.note(f"max |ONNX - PyTorch| {max_diff:.1e}")
         if not max_diff <= TOLERANCE:
             raise SeasonrecError(
                 f"{checkpoint}: ONNX parity check failed: max |ONNX - PyTorch| = {max_diff:.2e} > {TOLERANCE:.0e};"
@@ -249,5 +267,7 @@ def export_model(
             shutil.copy2(checkpoint / name, stage / name)
         card = _card(checkpoint, training_set, max_diff, plan, metrics)
         (stage / CARD_FILE).write_text(json.dumps(card, indent=2))
+        if metrics:
+            _copy_plots(Path(metrics).parent, stage)
     target = repo.model_dir / str(version)
     return {"version": version, "path": str(target), "max_abs_diff": max_diff, "tensorrt": plan}

@@ -4,13 +4,20 @@ bearer token that guards writes, and the bounds every request body and timestamp
 # No `from __future__ import annotations`: Serve pickles `token_guard`'s dependency by value, without
 # the module names its string annotations would need, and FastAPI would take its parameters for queries.
 
+import base64
+import hashlib
 import hmac
+import json
 import logging
+import math
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints,
 
 from seasonrec import schema as s
 from seasonrec.config import AuthConfig, ServingConfig
+from seasonrec.errors import SeasonrecError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +34,10 @@ MAX_ECHOED = 64
 # Reads `Authorization: Bearer ...` without refusing a request itself: `require_token` words the 401.
 BEARER = HTTPBearer(auto_error=False)
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=s.MAX_ID_LENGTH)]
+# The same bounds as a body's user_id, for ids in the URL path.
+UserIdPath = Annotated[str, PathParam(min_length=1, max_length=s.MAX_ID_LENGTH)]
+# `seasonrec export --metrics` copies the evaluation's plots here, inside the version's folder.
+REPORT_DIR = "report"
 ContextValue = Annotated[str, StringConstraints(max_length=256)] | int | float | bool
 
 
@@ -51,6 +63,8 @@ class RecommendedItem(BaseModel):
     item_id: str
     score: float | None
     reasons: list[str]
+    title: str | None = None
+    category: str | None = None
 
 
 class RecommendationResponse(BaseModel):
@@ -71,6 +85,125 @@ class EventRequest(_Body):
 class EventResponse(BaseModel):
     accepted: bool
     request_id: str
+
+
+class HistoryEvent(BaseModel):
+    item_id: str
+    title: str | None
+    category: str | None
+    event_type: str | None
+    at: datetime
+
+
+class HistoryResponse(BaseModel):
+    user_id: str
+    events: list[HistoryEvent]  # newest first
+
+
+class UserList(BaseModel):
+    user_ids: list[str]
+
+
+class RegionList(BaseModel):
+    regions: list[str]
+
+
+class ModelResponse(BaseModel):
+    model_version: str | None
+    card: dict[str, Any] | None
+    plots: list[str]
+
+
+Catalogue = dict[str, tuple[str | None, str | None]]
+
+
+def load_catalogue(canonical: Path) -> Catalogue:
+    """item_id -> (title, category) from the canonical items table; {} (and one warning) when unreadable,
+    since titles only decorate answers the service can give without them."""
+    import polars as pl
+
+    from seasonrec.data.validate import find_table, scan_table
+
+    try:
+        items = scan_table(find_table(canonical, s.ITEMS_TABLE)).select(s.ITEM_ID, s.TITLE, s.CATEGORY).collect()
+    except (SeasonrecError, OSError, pl.exceptions.PolarsError) as exc:
+        log.warning("no item titles in answers: %s", str(exc).splitlines()[0][:300])
+        return {}
+    return {item: (title, category) for item, title, category in items.iter_rows()}
+
+
+def history_events(row: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` events of an online history row (kept oldest first), newest first."""
+    ids = list(row.get(s.HISTORY_ITEM_IDS) or [])
+    times = list(row.get(s.HISTORY_TS) or [])
+    types = list(row.get(s.HISTORY_EVENT_TYPES) or [])
+    types += [None] * (len(ids) - len(types))  # rows written before event types were kept
+    events = [
+        {"item_id": item, "event_type": kind, "at": datetime.fromtimestamp(ts, UTC)}
+        for item, ts, kind in zip(ids, times, types, strict=False)
+        if item is not None and ts is not None
+    ]
+    return events[::-1][:limit]
+
+
+def public_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The model card as the public API shows it: figures, not the server's file paths, and no NaN,
+    which JSON cannot carry (a metric with no positives is NaN)."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    card = {k: v for k, v in card.items() if k != "source_checkpoint"}
+    if isinstance(card.get("data_window"), dict):
+        card["data_window"] = {k: v for k, v in card["data_window"].items() if k != "training_set"}
+    return clean(card)
+
+
+def read_card(version_dir: Path, card_file: str) -> dict[str, Any] | None:
+    try:
+        return public_card(json.loads((version_dir / card_file).read_text()))
+    except (OSError, ValueError, AttributeError) as exc:
+        log.warning("%s: model card not readable (%s)", version_dir / card_file, type(exc).__name__)
+        return None
+
+
+def report_plots(version_dir: Path) -> list[str]:
+    report = version_dir / REPORT_DIR
+    if not report.is_dir():
+        return []
+    return sorted(p.name for p in report.glob("*.png") if p.is_file() and not p.is_symlink())
+
+
+def report_plot(version_dir: Path, name: str) -> bytes | None:
+    """A plot's bytes, only for a name `report_plots` lists: a name is never joined into a path unchecked."""
+    if name not in report_plots(version_dir):
+        return None
+    return (version_dir / REPORT_DIR / name).read_bytes()
+
+
+def page_csp(html: str) -> str:
+    """The page's Content-Security-Policy: nothing from another origin, and only the page's own inline
+    script and style, allowed by hash rather than 'unsafe-inline', so that markup injected by a bug
+    could not run. Hashed from the file as served, so editing the page needs no second edit here."""
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+        digests = [base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in blocks]
+        return " ".join(f"'sha256-{d}'" for d in digests) or "'none'"
+
+    return (
+        "default-src 'self'; "
+        f"script-src {hashes('script')}; style-src {hashes('style')}; "
+        # Plots are fetched with the token (reads may need it) and shown from blob: URLs.
+        "img-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    )
 
 
 def require_token(credentials: HTTPAuthorizationCredentials | None, token: SecretStr | None, request: Request) -> None:

@@ -10,10 +10,12 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, Response
+from fastapi import Depends, FastAPI, Query, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 from ray import serve
@@ -23,10 +25,21 @@ from seasonrec.config import Settings, load_settings
 from seasonrec.serving.api import (
     EventRequest,
     EventResponse,
+    HistoryResponse,
+    ModelResponse,
     RecommendationRequest,
     RecommendationResponse,
+    RegionList,
+    UserIdPath,
+    UserList,
     Utf8Bodies,
     at_outside,
+    history_events,
+    load_catalogue,
+    page_csp,
+    read_card,
+    report_plot,
+    report_plots,
     token_guard,
     unprocessable,
     validation_error,
@@ -37,6 +50,9 @@ log = logging.getLogger(__name__)
 # Every stage waits on I/O far more than it computes; a whole CPU each would not fit four
 # stages, the proxy and the controller on a 2-core machine. The chart sets real requests.
 LIGHT = {"num_cpus": 0.1}
+PAGE = Path(__file__).parent / "web" / "index.html"
+# The page's user picker offers at most this many of the shop's most active users.
+MAX_SUGGESTED = 50
 
 
 def _settings() -> Settings:
@@ -78,6 +94,9 @@ class FeatureFetcher:
 
     def push(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
         self.reader.push_event(user_id, item_id, event_type, at)
+
+    def history(self, user_id: str, limit: int) -> list[dict]:
+        return history_events(self.reader.user(user_id), limit)
 
     def regions(self) -> list[str]:
         # Pools are also kept per hemisphere ("north", "south"): scopes, not regions a shopper is in.
@@ -128,6 +147,30 @@ class Scorer:
     async def ready(self) -> bool:
         return await self._get().client.ready()
 
+    async def _live_dir(self) -> tuple[int, Path] | None:
+        """The live version and its folder: this replica reads that folder already, the Ingress may not see it."""
+        from seasonrec.errors import SeasonrecError
+
+        scorer = self._get()
+        try:
+            ready = await scorer.client.ready_versions()
+        except SeasonrecError:
+            return None
+        return (max(ready), scorer.folder / str(max(ready))) if ready else None
+
+    async def model(self) -> dict:
+        from seasonrec.export.repository import CARD_FILE
+
+        live = await self._live_dir()
+        if live is None:
+            return {"model_version": None, "card": None, "plots": []}
+        version, folder = live
+        return {"model_version": str(version), "card": read_card(folder, CARD_FILE), "plots": report_plots(folder)}
+
+    async def plot(self, name: str) -> bytes | None:
+        live = await self._live_dir()
+        return report_plot(live[1], name) if live else None
+
 
 @serve.deployment(name="ReRanker", ray_actor_options=LIGHT)
 class ReRanker:
@@ -174,6 +217,18 @@ class Ingress:
         self.stages, self.unknown_candidates = STAGE_SECONDS, UNKNOWN_CANDIDATES
         self.settings = load_settings(config)
         self.known_regions: set[str] | None = None
+        self.suggested: list[str] | None = None
+        self.catalogue = load_catalogue(self.settings.paths.canonical)
+        self.page = PAGE.read_text()
+        self.page_headers = {
+            "Content-Security-Policy": page_csp(self.page),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+        }
+
+    def _described(self, item: dict) -> dict:
+        title, category = self.catalogue.get(item["item_id"], (None, None))
+        return {**item, "title": title, "category": category}
 
     async def _regions(self) -> set[str]:
         if self.known_regions is None:
@@ -210,7 +265,7 @@ class Ingress:
         self.stages.labels("total").observe(time.perf_counter() - started)
         self.unknown_candidates.inc(result["unknown_candidates"])
         return RecommendationResponse(
-            items=result["items"],
+            items=[self._described(item) for item in result["items"]],
             model_version=result["model_version"],
             degraded=result["degraded"],
             request_id=request_id,
@@ -236,6 +291,61 @@ class Ingress:
             detail = "online store unavailable; event not recorded, retry later"
             return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
         return EventResponse(accepted=True, request_id=uuid.uuid4().hex)
+
+    @api.get("/v1/users/suggested", response_model=UserList, dependencies=[READ])
+    async def suggested_users(self, n: Annotated[int, Query(ge=1, le=MAX_SUGGESTED)] = 8) -> UserList:
+        """The shop's most active users, for the page's user picker; read once from the offline table."""
+        from seasonrec.errors import SeasonrecError
+        from seasonrec.features.store import sample_users
+
+        if self.suggested is None:
+            try:
+                self.suggested = await asyncio.to_thread(sample_users, self.settings, MAX_SUGGESTED)
+            except SeasonrecError as exc:
+                log.warning("no suggested users: %s", exc)
+                self.suggested = []
+        return UserList(user_ids=self.suggested[:n])
+
+    @api.get("/v1/users/{user_id}/history", response_model=HistoryResponse, dependencies=[READ])
+    async def history(
+        self, user_id: UserIdPath, limit: Annotated[int, Query(ge=1, le=100)] = 20
+    ) -> HistoryResponse | JSONResponse:
+        """The user's recent events from the online history, newest first; none for a user never seen."""
+        from seasonrec.serving.writes import StoreUnavailable
+
+        try:
+            events = await self.fetcher.history.remote(user_id, limit)
+        except StoreUnavailable as exc:
+            log.warning("history not read: %s", _reason(exc))
+            detail = "online store unavailable; retry later"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        return HistoryResponse(user_id=user_id, events=[self._described(e) for e in events])
+
+    @api.get("/v1/regions", response_model=RegionList, dependencies=[READ])
+    async def regions(self) -> RegionList:
+        return RegionList(regions=sorted(await self._regions()))
+
+    @api.get("/v1/model", response_model=ModelResponse, dependencies=[READ])
+    async def model(self) -> ModelResponse:
+        """The live model version, its model card and the names of its evaluation plots (nulls: no model ready)."""
+        return ModelResponse(**await self.scorer.model.remote())
+
+    @api.get(
+        "/v1/model/plots/{name}",
+        dependencies=[READ],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such plot"}},
+    )
+    async def plot(self, name: str) -> Response:
+        """One of the live version's evaluation plots, by a name `GET /v1/model` lists."""
+        png = await self.scorer.plot.remote(name)
+        if png is None:
+            return JSONResponse({"detail": "no such plot"}, status_code=404)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    @api.get("/", include_in_schema=False)
+    async def page(self) -> HTMLResponse:
+        return HTMLResponse(self.page, headers=self.page_headers)
 
     @api.get("/healthz")
     async def healthz(self) -> dict:

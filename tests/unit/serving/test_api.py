@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
+import math
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi import Depends, FastAPI
@@ -12,8 +17,23 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, SecretStr
 
+from seasonrec import schema as s
 from seasonrec.config import AuthConfig, ServingConfig
-from seasonrec.serving.api import Utf8Bodies, at_outside, token_guard, validation_error
+from seasonrec.serving.api import (
+    REPORT_DIR,
+    RecommendedItem,
+    UserIdPath,
+    Utf8Bodies,
+    at_outside,
+    history_events,
+    load_catalogue,
+    page_csp,
+    public_card,
+    report_plot,
+    report_plots,
+    token_guard,
+    validation_error,
+)
 
 LIMIT = 64 * 1024
 
@@ -178,3 +198,95 @@ def test_at_must_lie_within_the_configured_window(at, inside):
     assert (why is None) == inside
     if not inside:
         assert why == "must lie between 2025-06-01T12:00:00Z and 2026-06-01T12:05:00Z"
+
+
+# --- the web page's API pieces ----------------------------------------------------------------------
+PAGE = Path(__file__).resolve().parents[3] / "platform" / "seasonrec" / "serving" / "web" / "index.html"
+
+
+def test_history_comes_newest_first_limited_with_times_in_utc():
+    row = {
+        s.HISTORY_ITEM_IDS: ["I1", "I2", "I3"],
+        s.HISTORY_TS: [1_700_000_000, 1_700_000_100, 1_700_000_200],
+        s.HISTORY_EVENT_TYPES: ["view", "cart", "purchase"],
+    }
+    events = history_events(row, 2)
+    assert [e["item_id"] for e in events] == ["I3", "I2"]
+    assert events[0] == {"item_id": "I3", "event_type": "purchase", "at": datetime.fromtimestamp(1_700_000_200, UTC)}
+
+
+def test_history_of_an_unknown_user_is_empty_and_old_rows_without_types_still_read():
+    assert history_events({}, 20) == []
+    events = history_events({s.HISTORY_ITEM_IDS: ["I1", "I2"], s.HISTORY_TS: [1, 2], s.HISTORY_EVENT_TYPES: None}, 20)
+    assert [(e["item_id"], e["event_type"]) for e in events] == [("I2", None), ("I1", None)]
+
+
+def test_the_catalogue_maps_items_to_title_and_category(tmp_path):
+    import polars as pl
+
+    pl.DataFrame({s.ITEM_ID: ["I1", "I2"], s.TITLE: ["Beach towel", "Wool scarf"], s.CATEGORY: ["summer", None]}).join(
+        pl.DataFrame({s.ITEM_ID: ["I1", "I2"], "price": [9.5, 12.0]}), on=s.ITEM_ID
+    ).write_parquet(tmp_path / f"{s.ITEMS_TABLE}.parquet")
+    assert load_catalogue(tmp_path) == {"I1": ("Beach towel", "summer"), "I2": ("Wool scarf", None)}
+
+
+def test_without_an_items_table_titles_are_none_with_one_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        assert load_catalogue(tmp_path / "missing") == {}
+    assert len([r for r in caplog.records if "no item titles" in r.getMessage()]) == 1
+    assert RecommendedItem(item_id="I1", score=0.5, reasons=[]).title is None
+
+
+def test_the_public_card_drops_server_paths_and_nan():
+    card = {
+        "source_checkpoint": "/srv/ckpt",
+        "data_window": {"training_set": "/srv/train.parquet", "first_request": "2024-01-01"},
+        "metrics": {"test": {"served": {"all": {"ndcg@10": 0.31, "auc": math.nan}}}},
+    }
+    shown = public_card(card)
+    assert "source_checkpoint" not in shown and shown["data_window"] == {"first_request": "2024-01-01"}
+    assert shown["metrics"]["test"]["served"]["all"] == {"ndcg@10": 0.31, "auc": None}
+
+
+def test_a_plot_is_served_only_by_a_name_that_is_listed(tmp_path):
+    version = tmp_path / "ranker" / "1"
+    (version / REPORT_DIR).mkdir(parents=True)
+    (version / REPORT_DIR / "views.png").write_bytes(b"\x89PNG views")
+    (version / REPORT_DIR / "notes.txt").write_text("not a plot")
+    (version / "model.onnx").write_bytes(b"weights")
+    assert report_plots(version) == ["views.png"]
+    assert report_plot(version, "views.png") == b"\x89PNG views"
+    for name in ("notes.txt", "../model.onnx", "..", "/etc/passwd", "report/views.png", "VIEWS.PNG"):
+        assert report_plot(version, name) is None, name
+    assert report_plots(tmp_path / "no-such-version") == []
+
+
+def test_the_csp_allows_exactly_the_pages_own_inline_script_and_style_and_nothing_remote():
+    html = PAGE.read_text()
+    csp = page_csp(html)
+    for tag in ("script", "style"):
+        (block,) = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+        digest = base64.b64encode(hashlib.sha256(block.encode()).digest()).decode()
+        assert f"{tag}-src 'sha256-{digest}';" in csp
+    assert "default-src 'self'" in csp and "unsafe-inline" not in csp and "http" not in csp
+    assert "script-src 'none'" in page_csp("<p>no script</p>")
+
+
+def test_the_page_inserts_no_markup_from_data_and_loads_nothing_from_elsewhere():
+    html = PAGE.read_text()
+    assert "innerHTML" not in html and "insertAdjacentHTML" not in html and "document.write" not in html
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
+
+
+def test_a_user_id_in_the_path_is_bounded_like_one_in_a_body():
+    app = FastAPI()
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+    @app.get("/users/{user_id}")
+    async def user(user_id: UserIdPath) -> dict:
+        return {"user_id": user_id}
+
+    client = TestClient(app)
+    assert client.get("/users/u1").json() == {"user_id": "u1"}
+    reply = client.get(f"/users/{'x' * (s.MAX_ID_LENGTH + 1)}")
+    assert reply.status_code == 422 and reply.json()["detail"][0]["loc"] == ["path", "user_id"]
