@@ -22,6 +22,12 @@ MAX_TEXT = 60
 OPEN_UP_TO = 4  # a nested record with more keys than this is cut to its first few, not opened
 
 
+def short_title(title: str | None, width: int = 30) -> str:
+    """A product title cut to `width` for a table cell; the id beside it says which item exactly."""
+    title = " ".join((title or "").split())
+    return title if len(title) <= width else title[: width - 1].rstrip() + "…"
+
+
 def compact(value: Any) -> str:
     """One short line for any JSON value."""
     if isinstance(value, float):

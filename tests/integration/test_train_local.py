@@ -50,6 +50,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_evaluation_replays_the_service_in_three_views_for_every_method(training_set, tmp_path):
+    import html
     import json
     from datetime import UTC, datetime
 
@@ -57,6 +58,8 @@ def test_evaluation_replays_the_service_in_three_views_for_every_method(training
     from seasonrec.model.baselines import BASELINES
     from seasonrec.model.evaluate import evaluate
     from seasonrec.model.metrics import LIST_METRICS, METRICS
+    from seasonrec.model.report import TITLE_WIDTH
+    from seasonrec.summary import short_title
 
     settings, path = training_set
     settings = settings.model_copy(update={"paths": settings.paths.model_copy(update={"data_dir": path.parent})})
@@ -92,6 +95,12 @@ def test_evaluation_replays_the_service_in_three_views_for_every_method(training
     page = (tmp_path / "eval" / "report.html").read_text()
     assert "Served view" in page and "Retrieval view" in page and "Seasonal correctness" in page
     assert (tmp_path / "eval" / "views.png").is_file() and (tmp_path / "eval" / "seasonality.png").is_file()
+    # The report shows the ranker's July and December lists by name, with why each item is there.
+    examples = metrics["examples"]
+    assert {e["at"][5:7] for e in examples} == {"07", "12"} and {e["region"] for e in examples} >= {"GB", "AU"}
+    first = examples[0]["items"][0]
+    assert first[s.TITLE] and first[s.CATEGORY] and first["reasons"]
+    assert html.escape(short_title(first[s.TITLE], TITLE_WIDTH)) in page and first[s.ITEM_ID] in page
 
 
 def _cli_error(capsys, *argv) -> str:

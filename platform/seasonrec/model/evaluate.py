@@ -142,6 +142,22 @@ class Replay:
 
         `bought`: this user's row of `Bought.arrays`.
         """
+        # A pinned item outside the catalogue takes its place in the list but can never be a hit.
+        ranked = self.served_items(scores, cand, sources, items, user, at, region, bought)
+        return [self.catalogue.index.get(r.item_id, -1) for r in ranked]
+
+    def served_items(
+        self,
+        scores: np.ndarray,
+        cand: np.ndarray,
+        sources: list,
+        items: WeekItems,
+        user: dict,
+        at,
+        region: str,
+        bought: dict[str, np.ndarray],
+    ) -> list:
+        """`served`'s list as the rules return it: each item with its reasons."""
         c = self.catalogue
         columns = {
             "item_id": [c.ids[i] for i in cand],
@@ -159,9 +175,21 @@ class Replay:
             "first_buy_ts": _nullable(bought[s.ITEM_FIRST_BUY_TS][cand]),
             "last_buy_ts": _nullable(bought[s.ITEM_LAST_BUY_TS][cand]),
         }
-        ranked = rerank(from_columns(columns), self.rules, SERVED_K, at, region, purchases(user))
-        # A pinned item outside the catalogue takes its place in the list but can never be a hit.
-        return [c.index.get(r.item_id, -1) for r in ranked]
+        return rerank(from_columns(columns), self.rules, SERVED_K, at, region, purchases(user))
+
+
+def with_titles(examples: list[dict], settings) -> list[dict]:
+    """Example lists with each item's title and category, for people: an id alone says nothing."""
+    try:
+        items = scan_table(find_table(settings.paths.canonical, s.ITEMS_TABLE))
+        known = {r[0]: r[1:] for r in items.select(s.ITEM_ID, s.TITLE, s.CATEGORY).collect().iter_rows()}
+    except (SeasonrecError, OSError, pl.exceptions.PolarsError) as exc:
+        log.warning("example lists without titles: %s", exc)
+        known = {}
+    for example in examples:
+        for item in example["items"]:
+            item[s.TITLE], item[s.CATEGORY] = known.get(item[s.ITEM_ID], (None, None))
+    return examples
 
 
 def _nullable(values: np.ndarray) -> list[float | None]:
@@ -213,7 +241,9 @@ def evaluate(
     if themes is not None:
         from seasonrec.model.seasonality import load_themes, seasonal_correctness
 
-        metrics["seasonality"] = seasonal_correctness(replay, load_themes(themes), start.year)
+        examples: list[dict] = []
+        metrics["seasonality"] = seasonal_correctness(replay, load_themes(themes), start.year, examples=examples)
+        metrics["examples"] = with_titles(examples, settings)
     return write(metrics, out, checkpoint, reqs, start, end)
 
 

@@ -13,11 +13,14 @@ matplotlib.use("Agg")  # files only; no display on servers
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its INFO notes about axis units are noise here
 import matplotlib.pyplot as plt  # noqa: E402
 
+from seasonrec import schema as s  # noqa: E402
 from seasonrec.model.metrics import LIST_METRICS, METRICS  # noqa: E402
 from seasonrec.model.train import HISTORY_FILE  # noqa: E402
+from seasonrec.summary import short_title  # noqa: E402
 
 SPLITS = ("all", "repeat", "explore")
 SHARE = "repeat_share@10"
+TITLE_WIDTH = 40
 
 
 def _methods(metrics: dict) -> list[str]:
@@ -162,6 +165,19 @@ def seasonality_rows(metrics: dict) -> tuple[list[str], list[list]]:
     return ["hemisphere", "month", "method", "in-season share@10", "off-season rate@10", "requests"], rows
 
 
+def example_title(example: dict) -> str:
+    return f"The ranker's list for {example[s.USER_ID]} in {example['region']} on {example['at']} (served top 10)"
+
+
+def example_rows(example: dict) -> tuple[list[str], list[list]]:
+    """An example list by name: title (shortened) beside the id, the category, and why it is there."""
+    rows = []
+    for rank, item in enumerate(example["items"], 1):
+        title = short_title(item.get(s.TITLE), TITLE_WIDTH)
+        rows.append([rank, title, item[s.ITEM_ID], item.get(s.CATEGORY) or "", ", ".join(item["reasons"])])
+    return ["#", "title", "item", "category", "reasons"], rows
+
+
 def write_report(metrics: dict, checkpoint: Path, out: Path) -> Path:
     sections = [
         ("Served view: candidates, scores, rules, top 10 (what users get)", view_rows(metrics, "served")),
@@ -170,6 +186,7 @@ def write_report(metrics: dict, checkpoint: Path, out: Path) -> Path:
     ]
     if metrics.get("seasonality"):
         sections.append(("Seasonal correctness of the served top 10", seasonality_rows(metrics)))
+    sections += [(example_title(e), example_rows(e)) for e in metrics.get("examples", [])]
     tables = "".join(f"<h2>{html.escape(title)}</h2>{_html_table(*table)}" for title, table in sections)
     plots = [
         _views_plot(metrics, out),

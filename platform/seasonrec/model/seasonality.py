@@ -33,6 +33,7 @@ from seasonrec.progress import progress
 
 PROBE_MONTHS = (1, 4, 7, 10, 12)  # the seasons, and December: Christmas in both hemispheres
 PROBE_DAY = 15
+EXAMPLE_MONTHS = (7, 12)  # a northern summer and a southern one
 PROBE_USERS = 200  # per hemisphere and month
 EVERGREEN = "evergreen"
 IN_SEASON, OFF_SEASON = "in_season_share@10", "off_season_rate@10"
@@ -82,8 +83,13 @@ def probe_requests(features: Path, at: datetime, users_per_hemisphere: int, seed
     return user_state(reqs.sort(s.REGION, s.USER_ID), features)
 
 
-def seasonal_correctness(replay: Replay, themes: dict[str, str], year: int, seed: int = 0) -> dict:
-    """{hemisphere: {month: {method: {in-season share, off-season rate, requests}}}} of the served top 10."""
+def seasonal_correctness(
+    replay: Replay, themes: dict[str, str], year: int, seed: int = 0, examples: list[dict] | None = None
+) -> dict:
+    """{hemisphere: {month: {method: {in-season share, off-season rate, requests}}}} of the served top 10.
+
+    `examples` gets the ranker's list, with its reasons, for the first shopper of each region probed in
+    July and December: what the report shows by name."""
     catalogue = replay.catalogue
     theme_of = [themes.get(item, EVERGREEN) for item in catalogue.ids]
     acc: dict = {}
@@ -100,6 +106,16 @@ def seasonal_correctness(replay: Replay, themes: dict[str, str], year: int, seed
             for i, user in enumerate(group.iter_rows(named=True)):
                 cand, sources = replay.known_candidates(user, pool, ts, items)
                 own = {k: v[i] for k, v in bought.items()}
+                if examples is not None and i == 0 and at.month in EXAMPLE_MONTHS:
+                    ranked = replay.served_items(scores["ranker"][i], cand, sources, items, user, at, region, own)
+                    examples.append(
+                        {
+                            "region": region,
+                            "at": at.date().isoformat(),
+                            s.USER_ID: user[s.USER_ID],
+                            "items": [{s.ITEM_ID: r.item_id, "reasons": r.reasons} for r in ranked],
+                        }
+                    )
                 for method in METHODS:
                     served = replay.served(scores[method][i], cand, sources, items, user, at, region, own)
                     marks = [season[theme_of[j]] for j in served if j >= 0]

@@ -11,6 +11,7 @@ from rich.table import Table
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.progress import shown
+from seasonrec.summary import short_title
 
 DEFAULT_MOMENTS = (datetime(2024, 7, 10, 12, tzinfo=UTC), datetime(2024, 12, 10, 12, tzinfo=UTC))
 DEFAULT_REGIONS = ("GB", "AU")
@@ -66,15 +67,10 @@ def comparison_table(user: str, at: datetime, answers: dict[str, dict]) -> Table
     return table
 
 
-def short(title: str | None, width: int = TITLE_WIDTH) -> str:
-    title = " ".join((title or "").split())
-    return title if len(title) <= width else title[: width - 1].rstrip() + "…"
-
-
 def item_cell(item: dict) -> str:
     """Title and id; category, score and the candidate sources that proposed it; then the rules' reasons."""
     score = "-" if item["score"] is None else f"{item['score']:.2f}"
-    name = short(item.get("title")) or item["item_id"]
+    name = short_title(item.get("title"), TITLE_WIDTH) or item["item_id"]
     sources = [r.removeprefix(SOURCE) for r in item["reasons"] if r.startswith(SOURCE)]
     rules = [r for r in item["reasons"] if not r.startswith(SOURCE)]
     details = " · ".join(x for x in (item.get("category"), score, "+".join(sources)) if x)

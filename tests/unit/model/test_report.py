@@ -82,3 +82,13 @@ def test_report_shows_the_three_views_and_seasonality_only_when_present(tmp_path
     for plot in ("views.png", "retrieval.png", "metrics_per_week.png"):
         assert (tmp_path / plot).is_file() and f'src="{plot}"' in page
     assert "training_curves.png" not in page  # no training history beside a missing checkpoint
+
+
+def test_example_lists_show_titles_cut_beside_ids_with_reasons_escaped(tmp_path):
+    long = "Very Long <b>Woolly</b> Christmas Jumper With Reindeer And Bells"
+    item = {"item_id": "I1", "title": long, "category": "apparel", "reasons": ["source:repeat", "in_season:GB"]}
+    example = {"user_id": "U1", "region": "GB", "at": "2024-12-15", "items": [item]}
+    page = write_report(copy.deepcopy(METRICS) | {"examples": [example]}, tmp_path / "none", tmp_path).read_text()
+    assert "The ranker&#x27;s list for U1 in GB on 2024-12-15" in page
+    assert "Very Long &lt;b&gt;Woolly&lt;/b&gt; Christmas Jumpe…" in page and "<b>" not in page  # 40 characters
+    assert "<td>I1</td><td>apparel</td><td>source:repeat, in_season:GB</td>" in page
