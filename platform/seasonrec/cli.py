@@ -253,9 +253,19 @@ def _recommend(args: argparse.Namespace, settings: Settings) -> None:
 
 # --- bench --------------------------------------------------------------------
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
-    from seasonrec import bench
+    from rich.table import Table
 
-    _report(args, settings, bench.run(args.what, settings, args))
+    from seasonrec import bench
+    from seasonrec.progress import shown
+
+    result = bench.run(args.what, settings, args)
+    table = Table(title=shown(result["title"]), title_justify="left")
+    columns = list(dict.fromkeys(key for row in result["rows"] for key in row))
+    for column in columns:
+        table.add_column(shown(column))
+    for row in result["rows"]:
+        table.add_row(*(shown(str(row.get(column, ""))) for column in columns))
+    _report(args, settings, result, view=table)
 
 
 def _parser() -> argparse.ArgumentParser:
