@@ -83,7 +83,8 @@ def _report(args: argparse.Namespace, settings: Settings, result: object, view=N
 def _data_ingest(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.data.ingest import ingest
 
-    _report(args, settings, ingest(args.source, args.input, args.out or settings.paths.canonical, settings.ingest))
+    out = args.out or settings.paths.canonical
+    _report(args, settings, ingest(args.source, args.input, out, settings.ingest, settings.privacy))
 
 
 def _data_generate(args: argparse.Namespace, settings: Settings) -> None:
@@ -105,7 +106,7 @@ def _features_build(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.features.build_features import build_features
 
     data, out = args.data or settings.paths.canonical, args.out or settings.paths.features
-    _report(args, settings, build_features(data, out, settings.features))
+    _report(args, settings, build_features(data, out, settings.features, settings.privacy))
 
 
 def _features_apply(args: argparse.Namespace, settings: Settings) -> None:

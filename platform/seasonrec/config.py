@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from seasonrec.errors import SeasonrecError
 
@@ -177,6 +177,25 @@ class AuthConfig(_Model):
     protect_reads: bool = False
 
 
+class PrivacyConfig(_Model):
+    # Replace every user id with a keyed hash (HMAC-SHA256, cut and encoded) at ingest: no raw customer id
+    # reaches the canonical tables, the features, Feast, the training set, the model or the logs. The API
+    # maps a caller's raw id with the same key, so callers do not change.
+    pseudonymize: bool = False
+    # The HMAC key: SEASONREC__PRIVACY__KEY or a Kubernetes Secret, never a file in the repository. Rotating
+    # it means re-ingesting (docs/operations.md, "Privacy").
+    key: SecretStr | None = None
+    # Events older than this many days (before now) are dropped at ingest and at feature build, and
+    # counted under their own reason. Unset: kept.
+    retention_days: int | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _key_when_pseudonymizing(self) -> PrivacyConfig:
+        if self.pseudonymize and (self.key is None or not self.key.get_secret_value()):
+            raise ValueError("a key is required when pseudonymize is true (set SEASONREC__PRIVACY__KEY)")
+        return self
+
+
 class Settings(_Model):
     paths: PathsConfig = PathsConfig()
     generate: GenerateConfig = GenerateConfig()
@@ -187,6 +206,7 @@ class Settings(_Model):
     triton: TritonConfig = TritonConfig()
     serving: ServingConfig = ServingConfig()
     auth: AuthConfig = AuthConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
@@ -235,4 +255,5 @@ def load_settings(path: Path | str | None = None, environ: dict[str, str] | None
         where = ".".join(str(p) for p in first["loc"])
         variable = ENV_PREFIX + "__".join(str(p) for p in first["loc"]).upper()
         source = f"environment variable {variable}" if variable in env else str(path)
-        raise SeasonrecError(f"{source}: {where}: {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's own words
+        raise SeasonrecError(f"{source}: {where}: {message}") from exc

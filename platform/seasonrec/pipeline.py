@@ -29,7 +29,7 @@ def refresh(
     from seasonrec.model.protocol import train_from_settings
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    build_features(settings.paths.canonical, settings.paths.features, settings.features)
+    build_features(settings.paths.canonical, settings.paths.features, settings.features, settings.privacy)
     store.apply(settings)
     store.materialize(settings)
     checkpoint = settings.paths.root / "checkpoints" / f"ranker-{stamp}"

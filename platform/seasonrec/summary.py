@@ -69,7 +69,8 @@ def rows(result: Any, prefix: str = "", depth: int = 2) -> list[tuple[str, str]]
 def summary_line(result: Any, title: str) -> Text:
     """A stage's summary as one flowing paragraph: `title: key value · key value ...`."""
     found = rows(result)
-    text = Text(f"{terminal_text(title)}: ", style="bold")
+    text = Text()
+    text.append(f"{terminal_text(title)}: ", style="bold")
     for i, (key, value) in enumerate(found[:MAX_ROWS]):
         text.append(" · " if i else "")
         text.append(terminal_text(key), style="cyan")

@@ -15,7 +15,7 @@ from typing import Literal
 import polars as pl
 
 from seasonrec import schema as s
-from seasonrec.config import IngestConfig
+from seasonrec.config import IngestConfig, PrivacyConfig
 from seasonrec.data import online_retail
 from seasonrec.data.validate import (
     Check,
@@ -28,6 +28,8 @@ from seasonrec.data.validate import (
     time_bounds,
 )
 from seasonrec.errors import InputError, SeasonrecError
+from seasonrec.privacy import retention
+from seasonrec.privacy.pseudonyms import Pseudonyms
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,19 @@ def _summary(rows_in: int, accepted: pl.DataFrame, rejected: pl.DataFrame, where
     return summary
 
 
+def _retention_checks(privacy: PrivacyConfig) -> list[Check]:
+    oldest = retention.cutoff(privacy)
+    return [] if oldest is None else [Check(retention.REASON, staged(s.EVENT_TS) < oldest)]
+
+
 def _split(
-    lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check], where: Path
+    lf: pl.LazyFrame,
+    typed: dict[str, pl.Expr],
+    checks: list[Check],
+    where: Path,
+    identity: dict[str, str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    accepted, rejected = split_rows(lf, typed, checks)
+    accepted, rejected = split_rows(lf, typed, checks, identity)
     # CSV cells are parsed only here, so a bad encoding or a ragged line surfaces here too.
     try:
         rows_in = lf.select(pl.len()).collect().item()
@@ -75,7 +86,7 @@ def _split(
 
 
 def _ingest_canonical(
-    input_path: Path, cfg: IngestConfig
+    input_path: Path, cfg: IngestConfig, privacy: PrivacyConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     # --input is either the folder holding both tables, or the events table itself
     # (a file, or an `events/` folder of parts) with the items table beside it.
@@ -108,36 +119,52 @@ def _ingest_canonical(
         Check("negative_price", staged(s.PRICE) < 0),
         *_amount_checks(cfg),
         *_time_checks(s.EVENT_TS, cfg),
+        *_retention_checks(privacy),
         Check("unknown_item", pl.col("__known_item").is_null()),
     ]
-    events, events_rejected, summary = _split(events_lf, typed, checks, events_path)
+    events, events_rejected, summary = _split(events_lf, typed, checks, events_path, {s.USER_ID: s.USER_ID})
     return events, events_rejected, items, items_rejected, {**summary, "items": items_summary}
 
 
 def _ingest_online_retail(
-    input_path: Path, cfg: IngestConfig
+    input_path: Path, cfg: IngestConfig, privacy: PrivacyConfig
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     raw = scan_table(input_path).with_row_index(s.SOURCE_ROW)
     lf, typed, checks = online_retail.events_frame(input_path, raw)
-    checks += [*_amount_checks(cfg), *_time_checks(s.EVENT_TS, cfg)]
-    events, rejected, summary = _split(lf, typed, checks, input_path)
+    checks += [*_amount_checks(cfg), *_time_checks(s.EVENT_TS, cfg), *_retention_checks(privacy)]
+    identity = {online_retail.USER_COLUMN: s.USER_ID}
+    events, rejected, summary = _split(lf, typed, checks, input_path, identity)
     items = online_retail.items_from_events(events.lazy()).collect()
     return events.drop(s.TITLE), rejected, items, pl.DataFrame(), summary
 
 
-def ingest(source: Source, input_path: Path | str, out_dir: Path | str, cfg: IngestConfig) -> dict:
-    """Validate `input_path` as `source` and write canonical tables into `out_dir`."""
+def ingest(
+    source: Source, input_path: Path | str, out_dir: Path | str, cfg: IngestConfig, privacy: PrivacyConfig | None = None
+) -> dict:
+    """Validate `input_path` as `source` and write canonical tables into `out_dir`.
+
+    With `privacy.pseudonymize`, user ids are replaced by their pseudonyms before anything is
+    written, in the rejected rows too; with `privacy.retention_days`, older events are rejected
+    under their own reason.
+    """
     input_path, out_dir = Path(input_path), Path(out_dir)
+    privacy = privacy or PrivacyConfig()
     if not input_path.exists():
         raise InputError(input_path, "file not found (--input)")
     if source == "canonical":
-        events, rejected, items, items_rejected, summary = _ingest_canonical(input_path, cfg)
+        events, rejected, items, items_rejected, summary = _ingest_canonical(input_path, cfg, privacy)
+        user_column = s.USER_ID
     elif source == "online-retail":
-        events, rejected, items, items_rejected, summary = _ingest_online_retail(input_path, cfg)
+        events, rejected, items, items_rejected, summary = _ingest_online_retail(input_path, cfg, privacy)
+        user_column = online_retail.USER_COLUMN
     else:
         raise SeasonrecError(f"--source: unknown source '{source}' (use canonical or online-retail)")
     if events.is_empty():
         raise SeasonrecError(f"{input_path}: no row passed validation ({summary['rows_rejected']})")
+    ids = Pseudonyms(privacy)
+    events, rejected = ids.column(events), ids.column(rejected, user_column)
+    if ids.active:
+        summary["user_ids"] = "pseudonymized"
 
     out_dir.mkdir(parents=True, exist_ok=True)
     events.sort(s.EVENT_TS, s.USER_ID).write_parquet(out_dir / f"{s.EVENTS_TABLE}.parquet")

@@ -34,7 +34,8 @@ ALIASES = {
     "UnitPrice": "Price",
     "CustomerID": "Customer ID",
 }
-REQUIRED = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", "Customer ID", "Country"]
+USER_COLUMN = "Customer ID"  # the customer: what pseudonyms replace and erasure looks for
+REQUIRED = ["Invoice", "StockCode", "Description", "Quantity", "InvoiceDate", "Price", USER_COLUMN, "Country"]
 
 # Postage, fees and manual adjustments are not products a shopper could be recommended.
 NON_PRODUCT_CODES = {
@@ -150,7 +151,7 @@ def events_frame(path: Path, lf: pl.LazyFrame) -> tuple[pl.LazyFrame, dict[str, 
         raise InputError(path, f"expected a timestamp, found {date_dtype}", column="InvoiceDate")
 
     typed = {
-        s.USER_ID: typed_column(path, "Customer ID", "int", schema["Customer ID"]).cast(pl.String),
+        s.USER_ID: typed_column(path, USER_COLUMN, "int", schema[USER_COLUMN]).cast(pl.String),
         s.ITEM_ID: typed_column(path, "StockCode", "str", schema["StockCode"]).str.to_uppercase(),
         s.EVENT_TS: event_ts,
         s.EVENT_TYPE: pl.lit("purchase"),

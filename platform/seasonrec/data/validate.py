@@ -222,12 +222,17 @@ def canonical_checks(path: Path, lf: pl.LazyFrame, columns: dict[str, str]) -> t
     return typed, checks
 
 
-def split_rows(lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+def split_rows(
+    lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check], identity: dict[str, str] | None = None
+) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """(accepted rows in canonical columns, rejected rows as text with `reason` and `source_row`).
 
     `lf` must carry a `source_row` column. Checks see typed values through `staged()`,
-    so each cast is evaluated once.
+    so each cast is evaluated once. `identity` maps a source column to the canonical column its
+    rejected rows should show instead, where it parsed: a customer number in the one form
+    that pseudonyms and erasure look for ("12345", not "12345.0").
     """
+    identity = identity or {}
     # Helper columns (prefixed "__") are not part of the source row.
     originals = [c for c in lf.collect_schema().names() if c != s.SOURCE_ROW and not c.startswith("__")]
     staged = lf.with_columns(**{f"__{k}": v for k, v in typed.items()})
@@ -236,7 +241,11 @@ def split_rows(lf: pl.LazyFrame, typed: dict[str, pl.Expr], checks: list[Check])
         reason = pl.when(check.bad.fill_null(False)).then(pl.lit(check.reason)).otherwise(reason)
     staged = staged.with_columns(reason.alias(s.REASON))
     accepted = staged.filter(pl.col(s.REASON).is_null()).select([pl.col(f"__{k}").alias(k) for k in typed])
-    rejected = staged.filter(pl.col(s.REASON).is_not_null()).select(
-        pl.col(s.SOURCE_ROW), *[pl.col(c).cast(pl.String) for c in originals], pl.col(s.REASON)
-    )
+    shown = [
+        pl.coalesce(pl.col(f"__{identity[c]}").cast(pl.String), pl.col(c).cast(pl.String)).alias(c)
+        if c in identity
+        else pl.col(c).cast(pl.String)
+        for c in originals
+    ]
+    rejected = staged.filter(pl.col(s.REASON).is_not_null()).select(pl.col(s.SOURCE_ROW), *shown, pl.col(s.REASON))
     return accepted, rejected

@@ -17,10 +17,11 @@ import polars as pl
 from seasonrec import schema as s
 from seasonrec.candidates import neighbours
 from seasonrec.candidates.sources import NEIGHBOURS_PER_ITEM
-from seasonrec.config import FeaturesConfig
+from seasonrec.config import FeaturesConfig, PrivacyConfig
 from seasonrec.data.validate import find_table, require_columns, scan_table
 from seasonrec.features import tables
 from seasonrec.features.embed import embed_titles
+from seasonrec.privacy import retention
 from seasonrec.progress import task
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,20 @@ def _embeddings(items: pl.DataFrame, cfg: FeaturesConfig) -> tuple[pl.DataFrame,
     return frame, made_by
 
 
-def build_features(data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfig) -> dict:
-    """Write the offline tables into `out_dir`; return rows per table and seconds taken."""
+def build_features(
+    data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfig, privacy: PrivacyConfig | None = None
+) -> dict:
+    """Write the offline tables into `out_dir`; return rows per table and seconds taken.
+
+    Events past `privacy.retention_days` are left out here too (canonical tables ingested before the
+    limit was set, or grown old since), and counted in the manifest.
+    """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     events_path = find_table(data_dir, s.EVENTS_TABLE)
     items_path = find_table(data_dir, s.ITEMS_TABLE)
     events = scan_table(events_path)
     require_columns(events, events_path, list(s.EVENTS_COLUMNS))
+    events, too_old = retention.retained(events, privacy or PrivacyConfig())
     items = scan_table(items_path)
     require_columns(items, items_path, list(s.ITEMS_COLUMNS))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +91,8 @@ def build_features(data_dir: Path | str, out_dir: Path | str, cfg: FeaturesConfi
             bar.advance()
         bar.note(f"{sum(rows.values()):,} rows")
     manifest = {"source": str(data_dir), "title_encoder": made_by, "rows": rows, "seconds": timings}
+    if too_old:
+        manifest["events_left_out"] = {retention.REASON: too_old}
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     log.debug("built %d feature tables in %s", len(rows), out_dir)
     return manifest

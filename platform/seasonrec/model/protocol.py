@@ -99,8 +99,8 @@ def run_protocol(
     start = datetime.combine(protocol.test_start, time(), tzinfo=UTC)
     end = datetime.combine(protocol.test_end, time(), tzinfo=UTC).replace(hour=23, minute=59, second=59)
     source = "online-retail" if protocol.dataset == "online-retail" else "canonical"
-    ingest(source, input_path, settings.paths.canonical, settings.ingest)
-    build_features(settings.paths.canonical, settings.paths.features, settings.features)
+    ingest(source, input_path, settings.paths.canonical, settings.ingest, settings.privacy)
+    build_features(settings.paths.canonical, settings.paths.features, settings.features, settings.privacy)
     feast_store.apply(settings)
     training_set = settings.paths.root / "training_set.parquet"
     build_training_set(

@@ -1,0 +1,1 @@
+"""Privacy: pseudonymous user ids, erasure of one person, and retention of events."""
