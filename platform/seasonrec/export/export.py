@@ -160,6 +160,13 @@ def _card(checkpoint: Path, training_set: Path, max_diff: float, plan: dict, met
         "parity": {"max_abs_diff": max_diff, "tolerance": TOLERANCE},
         "tensorrt": plan,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        # Said plainly, as docs/operations.md does: an erasure reaches the stores at once, a model only
+        # through its next training.
+        "personal_data": (
+            "Holds no user ids and no per-user weights, but its weights were learned from the purchases in"
+            " data_window. A person erased after training is still reflected in them until the next"
+            " scheduled retrain, which drops them."
+        ),
     }
     if metrics:
         if not metrics.is_file():
