@@ -252,6 +252,13 @@ def _recommend(args: argparse.Namespace, settings: Settings) -> None:
     show_recommendations(settings, args.users, args.at, args.region, args.k)
 
 
+# --- privacy ------------------------------------------------------------------
+def _privacy_forget(args: argparse.Namespace, settings: Settings) -> None:
+    from seasonrec.privacy.erasure import forget, who_cli
+
+    _report(args, settings, forget(settings, args.user, who_cli()))
+
+
 # --- bench --------------------------------------------------------------------
 def _bench(args: argparse.Namespace, settings: Settings) -> None:
     from rich.table import Table
@@ -393,6 +400,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--region", action="append", help="regions to ask for (repeatable)")
     p.add_argument("--k", type=int, default=5)
     p.set_defaults(run=_recommend)
+
+    privacy = groups.add_parser("privacy", help="erase a person's data").add_subparsers(dest="command", required=True)
+    p = privacy.add_parser("forget", help="erase a user from the online store, offline tables and results; audited")
+    p.add_argument("--user", required=True, help="the shop's own (raw) user id; mapped to its pseudonym if set up")
+    p.set_defaults(run=_privacy_forget)
 
     p = groups.add_parser("bench", help="measure; results are appended to docs/benchmarks.md")
     p.add_argument(

@@ -100,6 +100,22 @@ class HistoryResponse(BaseModel):
     events: list[HistoryEvent]  # newest first
 
 
+class ErasureCounts(BaseModel):
+    total: int
+    offline_rows: int
+    online_keys: int
+    files: int
+    cached: int
+
+
+class ErasureResponse(BaseModel):
+    """What `DELETE /v1/users/{user_id}` removed: counts, and per place (file, view) how many."""
+
+    removed: ErasureCounts
+    where: dict[str, Any]
+    request_id: str
+
+
 class UserList(BaseModel):
     user_ids: list[str]
 

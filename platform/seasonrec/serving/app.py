@@ -22,7 +22,9 @@ from ray import serve
 
 from seasonrec import schema as s
 from seasonrec.config import Settings, load_settings
+from seasonrec.privacy.pseudonyms import Pseudonyms
 from seasonrec.serving.api import (
+    ErasureResponse,
     EventRequest,
     EventResponse,
     HistoryResponse,
@@ -97,6 +99,10 @@ class FeatureFetcher:
 
     def history(self, user_id: str, limit: int) -> list[dict]:
         return history_events(self.reader.user(user_id), limit)
+
+    def forget(self, user_ids: list[str]) -> dict[str, int]:
+        """The online part of an erasure; this replica keeps no user rows besides (see FeatureReader.forget)."""
+        return self.reader.forget(user_ids)
 
     def regions(self) -> list[str]:
         # Pools are also kept per hemisphere ("north", "south"): scopes, not regions a shopper is in.
@@ -216,6 +222,8 @@ class Ingress:
         self.fetcher, self.scorer, self.reranker = fetcher, scorer, reranker
         self.stages, self.unknown_candidates = STAGE_SECONDS, UNKNOWN_CANDIDATES
         self.settings = load_settings(config)
+        # Callers use the shop's raw ids; the stores hold what ingest wrote (a pseudonym when pseudonymizing).
+        self.pseudonyms = Pseudonyms(self.settings.privacy)
         self.known_regions: set[str] | None = None
         self.suggested: list[str] | None = None
         self.catalogue = load_catalogue(self.settings.paths.canonical)
@@ -254,7 +262,7 @@ class Ingress:
             return unprocessable("candidates", f"at most {self.settings.serving.max_candidates} candidates")
         started = time.perf_counter()
         # One chain: each stage hands its result straight to the next, not back through here.
-        fetched = self.fetcher.fetch.remote(body.user_id, body.region, at, body.candidates)
+        fetched = self.fetcher.fetch.remote(self.pseudonyms.of(body.user_id), body.region, at, body.candidates)
         try:
             result = await self.reranker.rerank.remote(self.scorer.score.remote(fetched), body.k, at)
         except StoreUnavailable as exc:  # serve the seasonal pools kept in memory; any other error is a bug: a 500
@@ -280,7 +288,7 @@ class Ingress:
             return invalid
         # Ray re-raises a replica's error as a subclass of its own type, so these match remote errors.
         try:
-            await self.fetcher.push.remote(body.user_id, body.item_id, body.event_type, at)
+            await self.fetcher.push.remote(self.pseudonyms.of(body.user_id), body.item_id, body.event_type, at)
         except UnknownItem:
             return unprocessable("item_id", "unknown item")
         except NewUserLimit:
@@ -298,6 +306,10 @@ class Ingress:
         from seasonrec.errors import SeasonrecError
         from seasonrec.features.store import sample_users
 
+        if self.pseudonyms.active:
+            # The offline tables hold pseudonyms: offering one would show it, and the API would map it
+            # again into an id nobody has. The page's picker stays empty; typing a raw id still works.
+            return UserList(user_ids=[])
         if self.suggested is None:
             try:
                 self.suggested = await asyncio.to_thread(sample_users, self.settings, MAX_SUGGESTED)
@@ -314,12 +326,57 @@ class Ingress:
         from seasonrec.serving.writes import StoreUnavailable
 
         try:
-            events = await self.fetcher.history.remote(user_id, limit)
+            events = await self.fetcher.history.remote(self.pseudonyms.of(user_id), limit)
         except StoreUnavailable as exc:
             log.warning("history not read: %s", _reason(exc))
             detail = "online store unavailable; retry later"
             return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        # The caller's own (raw) id: the pseudonym never leaves the server.
         return HistoryResponse(user_id=user_id, events=[self._described(e) for e in events])
+
+    @api.delete("/v1/users/{user_id}", response_model=ErasureResponse, dependencies=[WRITE])
+    async def forget(self, user_id: UserIdPath) -> ErasureResponse | JSONResponse:
+        """Erase a user (the shop's raw id): online rows, offline rows, files naming them; audited.
+
+        The online part runs in the FeatureFetcher, under the user's event lock. The offline part runs
+        here: on one machine `<data_dir>` is local; in Kubernetes it is the chart's data volume, which the
+        Serve pods mount too (the files are rewritten there, for every pod at once). Other Ingress replicas
+        keep their own suggested-user list until they restart (docs/operations.md, "Privacy: erasure").
+        An unknown id is no error: every count is 0.
+        """
+        from seasonrec.errors import SeasonrecError
+        from seasonrec.privacy.erasure import finish, stored_ids
+        from seasonrec.serving.writes import StoreUnavailable
+
+        request_id = uuid.uuid4().hex
+        try:
+            ids = stored_ids(self.settings, user_id, field="user_id")
+        except SeasonrecError as exc:
+            detail = [{"loc": ["path", "user_id"], "msg": str(exc).removeprefix("user_id: "), "type": "value_error"}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        try:
+            online = await self.fetcher.forget.remote(ids)
+        except StoreUnavailable as exc:
+            log.warning("request %s: erasure not done: %s", request_id, _reason(exc))
+            detail = "online store unavailable; nothing was erased, retry later"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        cached = self._forget_cached(ids)
+        try:
+            result = await asyncio.to_thread(finish, self.settings, ids, online, "api", request_id, cached)
+        except (SeasonrecError, OSError) as exc:
+            # The online rows are gone; an erasure can be repeated, and a retry finishes the files.
+            log.warning("request %s: offline part of the erasure failed: %s", request_id, _reason(exc))
+            detail = "the online rows were erased, the offline files not yet; retry (erasing again is safe)"
+            return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
+        return ErasureResponse(removed=result["removed"], where=result["where"], request_id=request_id)
+
+    def _forget_cached(self, ids: list[str]) -> int:
+        """Drop the user from this replica's suggested users (read from the offline table); how many went."""
+        if not self.suggested:
+            return 0
+        before = len(self.suggested)
+        self.suggested = [u for u in self.suggested if u not in ids]
+        return before - len(self.suggested)
 
     @api.get("/v1/regions", response_model=RegionList, dependencies=[READ])
     async def regions(self) -> RegionList:

@@ -352,6 +352,22 @@ class FeatureReader(OnlineReader):
             "unknown_candidates": len(candidates or ()) - len(known),
         }
 
+    def forget(self, user_ids: list[str]) -> dict[str, int]:
+        """Erase these stored ids' online rows (privacy/erasure.py), under each one's event lock.
+
+        This reader caches item rows only (profiles, trends, neighbours: none names a user), so the
+        store is the one place to clear; an event written meanwhile waits on the lock, then starts afresh.
+        Raises StoreUnavailable when the store fails.
+        """
+        from seasonrec.privacy.erasure import forget_user_online
+
+        try:
+            return forget_user_online(self.store, user_ids, self.locks)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # Redis or SQLite errors: each client library has its own types
+            raise StoreUnavailable(f"online store: erasure failed: {type(exc).__name__}") from exc
+
     def push_event(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
         """Append an event to the user's online history at once (Feast push, online only).
 
