@@ -115,6 +115,33 @@ def is_recorded(recorded: object) -> bool:
     )
 
 
+def not_recorded_because(recorded: object) -> str:
+    """Why `is_recorded` says no, in words for a log line; reaps the process if it is our zombie child."""
+    pid = recorded.get("pid") if isinstance(recorded, dict) else None
+    if type(pid) is not int or pid <= 0:
+        return "no valid pid was recorded"
+    fields = _stat(pid)
+    if fields is None:
+        return "it is gone"
+    if fields[0] == "Z":
+        try:
+            _, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return "it exited (a zombie another process must reap)"
+        # Our own child, so its session is ours too: what it started (a Triton's backend stubs,
+        # still holding its ports) goes with it.
+        stop_session(pid, grace_s=5)
+        if os.WIFSIGNALED(status):
+            return f"it was killed by signal {os.WTERMSIG(status)}; what it had started is stopped"
+        return f"it exited with status {os.waitstatus_to_exitcode(status)}; what it had started is stopped"
+    now = record(pid)
+    if now is None:
+        return "its /proc entry could not be read"
+    if now["start_time"] != recorded.get("start_time"):
+        return "the pid now belongs to another process"
+    return f"its command line now reads {now['cmdline'][:2]}"
+
+
 def stop_recorded(recorded: object, grace_s: float = 30) -> bool:
     """`stop_session` for a recorded process, if it is still that process; False, and no signal, if not."""
     if not is_recorded(recorded):

@@ -21,7 +21,15 @@ from pathlib import Path
 
 from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
-from seasonrec.processes import free_port, is_recorded, port_free, read_state, record_started, stop_recorded
+from seasonrec.processes import (
+    free_port,
+    is_recorded,
+    not_recorded_because,
+    port_free,
+    read_state,
+    record_started,
+    stop_recorded,
+)
 
 log = logging.getLogger(__name__)
 STATE_FILE = "server.json"
@@ -206,13 +214,17 @@ class TritonServer:
             return False
         if self.state() is not None:
             self._unload_all()
-        stopped = stop_recorded(state.get("process", {}))
+        recorded = state.get("process", {})
+        why = not_recorded_because(recorded) if not is_recorded(recorded) else ""
+        stopped = stop_recorded(recorded)
         if not stopped:
             log.warning(
-                "%s: the tritonserver it records (pid %s) has exited or is another process now:"
-                " nothing signalled, stale state removed",
+                "%s: the tritonserver it records (pid %s) is not running (%s): nothing signalled, stale state"
+                " removed; its log's last error: %s",
                 self.state_file,
                 state.get("pid"),
+                why,
+                last_error(self.log),
             )
         self.state_file.unlink(missing_ok=True)
         return stopped

@@ -166,7 +166,7 @@ def test_gpu_moves_the_loop_to_cuda_with_bf16_autocast(monkeypatch, tmp_path):
     def fake_prepare(settings, training_set, init_from, val_weeks):
         return SeasonalRanker(CFG), None, arrays, val, np.zeros(18)
 
-    def fake_fit(model, batches, val_arrays, options, device, on_epoch, autocast=None, start_epoch=0):
+    def fake_fit(model, batches, val_arrays, options, device, on_epoch, autocast=None, start_epoch=0, on_batch=None):
         seen.update(device=device, autocast=autocast)
         return []
 
