@@ -131,7 +131,11 @@ def _features_online(args: argparse.Namespace, settings: Settings) -> None:
     if not store.list_feature_views():
         raise SeasonrecError("no feature views registered; run `seasonrec features apply` and `materialize` first")
     results = []
-    for user in [args.user] if args.user else sample_users(settings, args.sample):
+    from seasonrec.privacy.pseudonyms import Pseudonyms
+
+    # --user is the shop's own id, as the API takes it; --sample reads ids as stored.
+    asked = [Pseudonyms(settings.privacy).of(args.user)] if args.user else sample_users(settings, args.sample)
+    for user in asked:
         items = [i for i in args.items.split(",") if i] if args.items else None
         if items is None and args.items_from_pool:
             home = online_features(settings, user, store=store)["user"].get(s.HOME_REGION)
