@@ -108,6 +108,10 @@ random value that `lookup` carries over from the live Secret, so an upgrade neve
 {{- default (printf "%s-api" (include "seasonrec.fullname" .)) .Values.serve.auth.existingSecret }}
 {{- end }}
 
+{{- define "seasonrec.privacySecret" -}}
+{{- default (printf "%s-privacy" (include "seasonrec.fullname" .)) .Values.privacy.existingSecret }}
+{{- end }}
+
 {{- define "seasonrec.tritonSecret" -}}
 {{- default (printf "%s-triton" (include "seasonrec.fullname" .)) .Values.triton.modelControl.existingSecret }}
 {{- end }}
@@ -220,6 +224,13 @@ seasonrec adds to the connection only when it opens the store, so it is in no fi
     secretKeyRef:
       name: {{ include "seasonrec.redisSecret" . }}
       key: {{ .Values.redis.auth.existingSecretPasswordKey }}
+{{- end }}
+{{- if (.Values.settings.privacy | default dict).pseudonymize }}
+- name: SEASONREC__PRIVACY__KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "seasonrec.privacySecret" . }}
+      key: {{ .Values.privacy.existingSecretKey }}
 {{- end }}
 - name: SEASONREC__TRITON__HOST
   value: {{ include "seasonrec.tritonName" . }}

@@ -384,10 +384,31 @@ def test_redis_requires_the_password_from_the_secret_the_serve_pods_read(chart, 
         }
 
 
+def test_pseudonymizing_gives_every_ray_pod_the_key_from_one_secret_and_no_key_otherwise(chart, default_docs, ci_docs):
+    for docs in (default_docs, ci_docs):  # pseudonymize is off by default: no key anywhere
+        assert not [d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-privacy")]
+        for doc in (d for d in docs if d["kind"] in chart.ray_kinds):
+            for pod in chart.ray_pods(doc):
+                assert "SEASONREC__PRIVACY__KEY" not in env_of(pod["spec"]["containers"][0])
+    docs = chart.template("-f", str(chart.ci_values), "--set", "settings.privacy.pseudonymize=true")
+    assert len(_secret(docs, chart, "rec-seasonrec-privacy", "pseudonym-key")) >= 32
+    key = {"secretKeyRef": {"name": "rec-seasonrec-privacy", "key": "pseudonym-key"}}
+    ray = [d for d in docs if d["kind"] in chart.ray_kinds]
+    assert len(ray) == 3  # Serve (the API maps raw ids) and both training clusters (ingest hashes them)
+    for doc in ray:
+        for pod in chart.ray_pods(doc):
+            assert env_of(pod["spec"]["containers"][0])["SEASONREC__PRIVACY__KEY"]["valueFrom"] == key
+    named = chart.template("--set", "settings.privacy.pseudonymize=true", "--set", "privacy.existingSecret=mine")
+    assert not [d for d in named if d["kind"] == "Secret" and d["metadata"]["name"].endswith("-privacy")]
+    serve = chart.ray_pods(chart.one(named, "RayService"))[0]["spec"]["containers"][0]
+    assert env_of(serve)["SEASONREC__PRIVACY__KEY"]["valueFrom"]["secretKeyRef"]["name"] == "mine"
+
+
 def test_secrets_never_land_in_the_settings_configmap(chart):
     for args, message in (
         (["--set", "settings.auth.write_token=abc"], "settings.auth: Additional property write_token is not allowed"),
         (["--set", "settings.feast.redis_password=abc"], "settings.feast.redis_password: a password never goes"),
+        (["--set", "settings.privacy.key=abc"], "settings.privacy: Additional property key is not allowed"),
     ):
         proc = chart.run("template", "rec", str(chart.path), *args)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
