@@ -167,7 +167,9 @@ def ingest(
         summary["user_ids"] = "pseudonymized"
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    events.sort(s.EVENT_TS, s.USER_ID).write_parquet(out_dir / f"{s.EVENTS_TABLE}.parquet")
+    # Ties keep the source's order, not the user ids': pseudonyms must not reorder anything downstream
+    # (the training sample, the groups' order), or a pseudonymized run would train another model.
+    events.sort(s.EVENT_TS, maintain_order=True).write_parquet(out_dir / f"{s.EVENTS_TABLE}.parquet")
     items.write_parquet(out_dir / f"{s.ITEMS_TABLE}.parquet")
     rejected.write_parquet(out_dir / f"{s.EVENTS_TABLE}{s.REJECTED_SUFFIX}.parquet")
     if items_rejected.width:

@@ -109,7 +109,7 @@ def label_rows(
             f"no purchases between {start or 'the start'} and {end or 'the end'}: empty training window"
         )
     if limit and positives.height > limit:
-        positives = positives.sample(limit, seed=seed).sort(s.EVENT_TS)
+        positives = positives.sample(limit, seed=seed).sort(s.EVENT_TS, maintain_order=True)
     rng = np.random.default_rng(seed)
     catalogue = items.sort(s.LAUNCH_TS, s.ITEM_ID)
     launched = catalogue[s.LAUNCH_TS].to_numpy()
@@ -153,7 +153,8 @@ def label_rows(
             hemisphere(pl.col(s.REGION)).alias(s.HEMISPHERE),  # the key of the hemisphere's demand profile
         )
         .drop(s.EVENT_TS)
-        .sort(s.FEATURE_TS, s.USER_ID, pl.col(LABEL), descending=[False, False, True])
+        # The group (the purchase's place in time order) breaks ties, never the user id: see ingest.
+        .sort(s.FEATURE_TS, GROUP, pl.col(LABEL), descending=[False, False, True])
     )
 
 
@@ -193,7 +194,8 @@ def build_training_set(
         pl.from_pandas(store.get_historical_features(entity_df=chunk.to_pandas(), features=features).to_df())
         for chunk in progress(chunks, description="training set (Feast point-in-time joins)", total=len(chunks))
     ]
-    table = pl.concat(parts, how="vertical_relaxed").sort(GROUP, LABEL, descending=[False, True])
+    # The item breaks ties inside a group: the join's output order may follow the user keys.
+    table = pl.concat(parts, how="vertical_relaxed").sort(GROUP, LABEL, s.ITEM_ID, descending=[False, True, False])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     table.write_parquet(out)

@@ -33,7 +33,7 @@ def load_groups(
     scan = pl.scan_parquet(training_set).select(pl.exclude(s.TITLE_EMBEDDING))
     if max_groups:
         scan = scan.join(scan.select(pl.col(GROUP).unique(maintain_order=True).head(max_groups)), on=GROUP, how="semi")
-    rows = scan.collect().sort(GROUP, LABEL, descending=[False, True])
+    rows = scan.collect().sort(GROUP, LABEL, descending=[False, True], maintain_order=True)
     if rows.is_empty():
         raise SeasonrecError(f"{training_set}: the training set is empty")
     sizes = rows.group_by(GROUP).len()["len"]
