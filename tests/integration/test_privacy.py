@@ -118,7 +118,7 @@ def test_forget_leaves_no_trace_of_the_user_anywhere(
     needles = [raw.encode(), Pseudonyms(settings.privacy.model_copy(update={"pseudonymize": True})).of(raw).encode()]
     root = settings.paths.root
     # The CLI's last result of `features online --user` names the user: a file the erasure must delete.
-    assert cli.main(["--config", str(config), "features", "online", "--user", stored]) == 0
+    assert cli.main(["--config", str(config), "features", "online", "--user", raw]) == 0  # the shop's id, mapped
     assert (root / "runs" / "features-online.json").is_file()
 
     before = _user_tables(root)

@@ -78,7 +78,14 @@ def submit(address: str, script: str, *args) -> subprocess.CompletedProcess:
     """`ray job submit ... -- python SCRIPT ARGS` exactly as the docstrings show; asserts SUCCEEDED."""
     env = {**clean_env(), **TOKEN_ENV}
     command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--", "python", script]
-    proc = subprocess.run([*command, *map(str, args)], cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+    deadline, command = time.time() + 90, [*command, *map(str, args)]
+    while True:
+        proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+        # The dashboard answers before the head's job agent has registered (slower on a busy machine):
+        # nothing was submitted then, so asking again is safe.
+        if proc.returncode == 0 or "No available agent" not in proc.stderr or time.time() > deadline:
+            break
+        time.sleep(2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     job_id = re.search(r"Job '(raysubmit_\w+)' submitted", proc.stdout + proc.stderr).group(1)
     # In a child process: Ray keeps the first auth token it loads for the life of a process,
