@@ -341,7 +341,7 @@ class Ingress:
         The online part runs in the FeatureFetcher, under the user's event lock. The offline part runs
         here: on one machine `<data_dir>` is local; in Kubernetes it is the chart's data volume, which the
         Serve pods mount too (the files are rewritten there, for every pod at once). Other Ingress replicas
-        keep their own suggested-user list until they restart (docs/operations.md, "Privacy: erasure").
+        keep their own suggested-user list until they restart (docs/operations.md, "Privacy").
         An unknown id is no error: every count is 0.
         """
         from seasonrec.errors import SeasonrecError
