@@ -73,6 +73,8 @@ class Task:
     def _show(self) -> None:
         if self._id is not None and _live is not None:
             _live.update(self._id, completed=self.completed, total=self.total, note=self.text)
+        elif self.total is not None and self.completed >= self.total:
+            return  # the done line follows at once
         elif (now := time.monotonic()) - self._last_line >= PLAIN_EVERY_S:
             self._last_line = now
             self._plain(f"{self._counts()}{self._noted()} ({_elapsed(now - self.started)})")
