@@ -169,7 +169,7 @@ def _train(args: argparse.Namespace, settings: Settings) -> None:
     from seasonrec.model.protocol import train_from_settings
 
     result = train_from_settings(
-        settings, args.training_set, args.out, args.workers, args.gpu, args.init_from, args.epochs
+        settings, args.training_set, args.out, args.workers, args.gpu, args.init_from, args.epochs, args.dp_epsilon
     )
     _report(args, settings, result)
 
@@ -347,6 +347,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", action="store_true", help="bf16 on CUDA: a GPU per worker (nccl), or one with --workers 0")
     p.add_argument("--init-from", type=Path, help="warm-start from this checkpoint (seasonal fine-tuning)")
     p.add_argument("--epochs", type=int)
+    p.add_argument(
+        "--dp-epsilon",
+        type=float,
+        metavar="E",
+        help="differentially private training (DP-SGD, Opacus) to this ε per purchase; needs --workers 0",
+    )
     p.set_defaults(run=_train)
 
     p = groups.add_parser(

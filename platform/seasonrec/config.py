@@ -125,6 +125,10 @@ class TrainConfig(_Model):
     # Ray Train workers; 0 trains in-process on one device, without Ray.
     workers: int = Field(2, ge=0)
     seed: int = 0
+    # DP-SGD (`seasonrec train --dp-epsilon E`): δ of the (ε, δ) guarantee, null for 1 / the number of training
+    # groups; and the bound each group's gradient is clipped to, which the noise is scaled to.
+    dp_delta: float | None = Field(None, gt=0, lt=1)
+    dp_max_grad_norm: float = Field(1.0, gt=0)
 
 
 class TritonConfig(_Model):

@@ -15,6 +15,7 @@ from pathlib import Path
 from seasonrec import schema as s
 from seasonrec.config import Settings
 from seasonrec.data.ingest import ingest
+from seasonrec.errors import SeasonrecError
 from seasonrec.features import store as feast_store
 from seasonrec.features.build_features import build_features
 from seasonrec.features.training_set import build_training_set
@@ -72,8 +73,22 @@ def train_from_settings(
     gpu: bool = False,
     init_from: Path | None = None,
     epochs: int | None = None,
+    dp_epsilon: float | None = None,
 ) -> dict:
-    """`seasonrec train` and `ray_jobs/train.py`: build the training set if none is given, then train."""
+    """`seasonrec train` and `ray_jobs/train.py`: build the training set if none is given, then train.
+
+    `dp_epsilon`: DP-SGD to that ε (single device only), with `train.dp_delta` and `train.dp_max_grad_norm`."""
+    workers = settings.train.workers if workers is None else workers
+    private = None
+    # Checked before the training set is built, which can take minutes.
+    if dp_epsilon is not None:
+        from seasonrec.model.private import DPOptions
+
+        if workers != 0:
+            raise SeasonrecError(
+                f"--dp-epsilon: needs --workers 0 (DP-SGD runs on one device for now; got {workers} Ray workers)"
+            )
+        private = DPOptions(dp_epsilon, settings.train.dp_delta, settings.train.dp_max_grad_norm)
     if training_set is None:
         training_set = settings.paths.root / "training_set.parquet"
         build_training_set(
@@ -85,8 +100,11 @@ def train_from_settings(
             from_history=settings.train.history_negatives,
         )
     out = out or settings.paths.root / "checkpoints" / "ranker"
-    workers = settings.train.workers if workers is None else workers
     options = train_options(settings, epochs=epochs)
+    if private is not None:
+        return train(
+            settings, training_set, out, options, init_from, settings.train.val_weeks, gpu=gpu, private=private
+        )
     return fit_checkpoint(settings, training_set, out, options, workers, gpu, init_from, settings.train.val_weeks)
 
 

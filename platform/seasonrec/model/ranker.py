@@ -75,6 +75,12 @@ class SeasonalRanker(PreTrainedModel):
         # What the model knows of every catalogue item, so history needs only ids.
         self.register_buffer("item_titles", torch.zeros(config.n_items, config.title_dim), persistent=True)
         self.register_buffer("item_categories", torch.zeros(config.n_items, dtype=torch.long), persistent=True)
+        # How `score_candidates` applies the scorer's first layer: one block of its weights at a time (fast for
+        # many candidates), or, when False, as one call of the layer on the concatenated features. Not part of
+        # the config, since both are the same function of the same weights: DP training turns it off for its own
+        # copy, because Opacus computes per-sample gradients from the inputs a layer is called with, and a
+        # weight read in place is a layer it never sees called.
+        self.fused_scorer = True
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -153,6 +159,8 @@ class SeasonalRanker(PreTrainedModel):
         repeats = torch.log1p(same.sum(-1, dtype=cand.dtype))
         ages = torch.where(same, history_age_hours.unsqueeze(1), torch.full_like(same, 1e6, dtype=cand.dtype))
         recency = -torch.log1p(ages.min(-1).values.clamp(min=0)) / 14.0
+        if not self.fused_scorer:
+            return self._score_unfused(encoded, ctx, cand, weights, repeats, recency, personal)
         # The scorer's first layer reads [cand, attended, ctx, cand * ctx, repeats, recency, personal], where
         # `attended` is the candidate's attention over the encoded history. It is applied one block of its
         # weights at a time, which is the same sum with far less work for many candidates: the attention block
@@ -168,6 +176,28 @@ class SeasonalRanker(PreTrainedModel):
         own = torch.cat([torch.stack([repeats, recency], -1), personal], -1)
         hidden.add_(own @ w[:, 4 * d :].T)
         return self.scorer[2](self.scorer[1](hidden)).squeeze(-1)
+
+    def _score_unfused(
+        self,
+        encoded: torch.Tensor,
+        ctx: torch.Tensor,
+        cand: torch.Tensor,
+        weights: torch.Tensor,
+        repeats: torch.Tensor,
+        recency: torch.Tensor,
+        personal: torch.Tensor,
+    ) -> torch.Tensor:
+        """`score_candidates`' scores with the scorer's first layer called on the concatenated features.
+
+        Slower for many candidates, but every parameter is used through a layer's call (see `fused_scorer`).
+        """
+        if cand.dim() == 2:
+            cand = cand.expand(weights.shape[0], -1, -1)
+        ctx = ctx.unsqueeze(1).expand_as(cand)
+        features = torch.cat(
+            [cand, weights @ encoded, ctx, cand * ctx, torch.stack([repeats, recency], -1), personal], -1
+        )
+        return self.scorer(features).squeeze(-1)
 
     def forward(
         self,

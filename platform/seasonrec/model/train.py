@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -28,6 +29,9 @@ from seasonrec.model.batch import CONTEXT_DIM, ITEM_DENSE_COLUMNS, PERSONAL_COLU
 from seasonrec.model.data import Arrays
 from seasonrec.model.ranker import UNSEEN, SeasonalRanker, SeasonalRankerConfig
 from seasonrec.progress import Task, task
+
+if TYPE_CHECKING:
+    from seasonrec.model.private import DPOptions, PrivateTraining
 
 log = logging.getLogger(__name__)
 # A bar per load and save of a 1-shard model is noise in our own progress output.
@@ -161,11 +165,17 @@ def fit(
     autocast: torch.dtype | None = None,
     start_epoch: int = 0,
     on_batch: Callable[[int, int], None] | None = None,
+    private: PrivateTraining | None = None,
 ) -> list[dict]:
     """The training loop. `batches(epoch)` yields this worker's groups; `on_epoch(epoch, metrics, model)`
-    checkpoints and reports, and may be Ray's; `on_batch(epoch, batches_done)` shows progress."""
+    checkpoints and reports, and may be Ray's; `on_batch(epoch, batches_done)` shows progress.
+
+    With `private` (see `seasonrec.model.private`) it is DP-SGD: Opacus wraps the model and the optimizer, which
+    then clips each group's gradient and adds noise, and `batches` should be `private.batches`."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     titles = getattr(model, "module", model).item_titles
+    if private is not None:
+        model, optimizer = private.attach(model, optimizer)
     history: list[dict] = []
     best, stale = math.inf, 0
     for epoch in range(start_epoch, options.epochs):
@@ -182,9 +192,12 @@ def fit(
                 loss = group_loss(model, batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            # Under DP the optimizer clips each group's gradient itself; a clip of their sum would come too late.
+            if private is None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
-            total += loss.item() * n_groups
+            # A Poisson-sampled batch can be empty (its loss is NaN); it still takes its noisy step, as counted.
+            total += loss.item() * n_groups if n_groups else 0.0
             seen += n_groups
             if on_batch is not None:
                 on_batch(epoch, done)
@@ -200,6 +213,8 @@ def fit(
             "groups_per_second": seen / seconds,
             **evaluate_groups(model, val, device),
         }
+        if private is not None:
+            metrics["epsilon_spent"] = private.spent()
         history.append(metrics)
         on_epoch(epoch, metrics, model)
         log.info("epoch %d/%d: %s", epoch + 1, options.epochs, epoch_note(metrics))
@@ -302,8 +317,11 @@ def train(
     init_from: Path | None = None,
     val_weeks: int = 4,
     gpu: bool = False,
+    private: DPOptions | None = None,
 ) -> dict:
-    """Train on one device (no Ray), the GPU with bf16 autocast if `gpu`; keep the best validation epoch in `out`."""
+    """Train on one device (no Ray), the GPU with bf16 autocast if `gpu`; keep the best validation epoch in `out`.
+
+    With `private`, DP-SGD through Opacus (`seasonrec.model.private`): the history records ε, δ and the noise."""
     # Before `prepare`, which reads the whole training set: a missing GPU should fail at once.
     if gpu and not torch.cuda.is_available():
         raise SeasonrecError("--gpu: no CUDA device is visible")
@@ -314,17 +332,41 @@ def train(
 
     batches = shuffled_batches(train_arrays, options.batch_size, options.seed)
     autocast = torch.bfloat16 if gpu else None
-    with task(f"training on {device.type}", total=options.epochs) as bar:
+    dp = None
+    if private is not None:
+        from seasonrec.model.private import PrivateTraining, dp_model, plain_model
+
+        dp = PrivateTraining(train_arrays, options.batch_size, options.epochs, private)
+        model, batches = dp_model(model), dp.batches
+        # fp32 even on a GPU: under bf16 autocast Opacus would compute the per-sample gradients, and the norms
+        # that the clipping bound (which the privacy guarantee rests on) is checked against, in bf16.
+        autocast = None
+    with task(f"training on {device.type}" + (" with DP-SGD" if dp else ""), total=options.epochs) as bar:
         shown = TrainingProgress(bar)
 
         def keep_best(epoch: int, metrics: dict, current: torch.nn.Module) -> None:
             shown.epoch(epoch, metrics)
             if metrics["val_loss"] < best["val_loss"]:
                 best.update(metrics)
-                save_checkpoint(current, vocab, Path(out), [], options)
+                # Under DP, `current` is Opacus's wrapper around Opacus's layers; the checkpoint is the ordinary model.
+                save_checkpoint(plain_model(current) if dp else current, vocab, Path(out), [], options)
 
+        # Without DP, the very call it always was (`private` is only passed when there is one).
+        dp_args = {"private": dp} if dp is not None else {}
         history = fit(
-            model.to(device), batches, val_arrays, options, device, keep_best, autocast=autocast, on_batch=shown.batch
+            model.to(device),
+            batches,
+            val_arrays,
+            options,
+            device,
+            keep_best,
+            autocast=autocast,
+            on_batch=shown.batch,
+            **dp_args,
         )
-    (Path(out) / HISTORY_FILE).write_text(json.dumps({"options": asdict(options), "epochs": history}, indent=2))
-    return {"checkpoint": str(out), "groups": len(times), "best": best, "epochs_run": len(history)}
+    record = {"options": asdict(options), "epochs": history}
+    if dp is not None:
+        record["dp"] = dp.record()
+    (Path(out) / HISTORY_FILE).write_text(json.dumps(record, indent=2))
+    result = {"checkpoint": str(out), "groups": len(times), "best": best, "epochs_run": len(history)}
+    return result | ({"dp": record["dp"]} if dp is not None else {})
