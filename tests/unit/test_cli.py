@@ -205,6 +205,14 @@ def test_missing_config_file_is_one_error_line(tmp_path, capsys):
     assert "absent.yaml" in err
 
 
+def test_pseudonymize_without_a_key_stops_every_command_at_start_in_one_line(tmp_path, capsys, config, monkeypatch):
+    monkeypatch.setenv("SEASONREC__PRIVACY__PSEUDONYMIZE", "true")
+    code, _, err = _run(capsys, "--config", config, "data", "generate", "--out", tmp_path / "raw")
+    assert code == 2 and not (tmp_path / "raw").exists()  # nothing ran
+    _assert_one_line_error(err)
+    assert "privacy: a key is required when pseudonymize is true (set SEASONREC__PRIVACY__KEY)" in err
+
+
 def test_malformed_date_option_is_a_usage_error(tmp_path, capsys, config):
     with pytest.raises(SystemExit) as excinfo:
         main(["--config", str(config), "data", "generate", "--start", "01/05/2024"])
