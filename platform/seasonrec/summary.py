@@ -86,7 +86,10 @@ def online_view(results: list[dict]) -> Group:
     for result in results:
         user = result.get("user", {})
         user_id = user.get(s.USER_ID, "?")
-        tables.append(summary_line({k: v for k, v in user.items() if k != s.USER_ID}, f"user {user_id}"))
+        line = summary_line({k: v for k, v in user.items() if k != s.USER_ID}, f"user {user_id}")
+        # One line the terminal wraps, as every summary: rich would cut it at the table's width.
+        line.no_wrap, line.overflow = True, "ignore"
+        tables.append(line)
         items = result.get("items") or []
         if items:
             table = Table(title=shown(f"user {user_id}: features of {len(items)} items"), title_justify="left")
@@ -100,5 +103,6 @@ def online_view(results: list[dict]) -> Group:
                     table.add_row(shown(name), *(shown(compact(item.get(name))) for item in items))
             tables.append(table)
             if empty:  # one line, not a row of None each: a new user or item has many
-                tables.append(Text(terminal_text(f"no value for these items: {', '.join(empty)}"), style="dim"))
+                text = f"no value for these items: {', '.join(empty)}"
+                tables.append(Text(terminal_text(text), style="dim", no_wrap=True, overflow="ignore"))
     return Group(*tables)
