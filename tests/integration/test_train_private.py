@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from seasonrec.export.export import TOLERANCE, export_model
+from seasonrec.export.export import DP_CARD_KEYS, TOLERANCE, export_model
 from seasonrec.export.repository import CARD_FILE
 from seasonrec.model.private import DPOptions
 from seasonrec.model.train import HISTORY_FILE, TrainOptions, load_model, train
@@ -45,16 +45,4 @@ def test_dp_training_records_its_budget_stays_within_it_and_exports(training_set
     exported = export_model(settings, checkpoint, training_set=path)
     assert exported["max_abs_diff"] <= TOLERANCE
     card = json.loads((tmp_path / "repo" / "ranker" / str(exported["version"]) / CARD_FILE).read_text())
-    assert card["dp"] == {
-        k: dp[k]
-        for k in (
-            "epsilon",
-            "delta",
-            "noise_multiplier",
-            "max_grad_norm",
-            "sample_rate",
-            "epsilon_spent",
-            "accountant",
-            "unit",
-        )
-    }
+    assert card["dp"] == {k: dp[k] for k in DP_CARD_KEYS}

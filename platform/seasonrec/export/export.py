@@ -139,6 +139,19 @@ def _checkpoint_hash(checkpoint: Path) -> str:
     return digest.hexdigest()
 
 
+# What a DP-SGD checkpoint's history says of its guarantee, copied into the card.
+DP_CARD_KEYS = (
+    "epsilon",
+    "delta",
+    "noise_multiplier",
+    "max_grad_norm",
+    "sample_rate",
+    "epsilon_spent",
+    "accountant",
+    "unit",
+)
+
+
 def _card(checkpoint: Path, training_set: Path, max_diff: float, plan: dict, metrics: Path | None) -> dict:
     import polars as pl
 
@@ -151,16 +164,6 @@ def _card(checkpoint: Path, training_set: Path, max_diff: float, plan: dict, met
     epochs = record.get("epochs", [])
     # A DP-SGD checkpoint's guarantee travels with the model; null says plainly that it had none.
     private = record.get("dp")
-    dp_keys = (
-        "epsilon",
-        "delta",
-        "noise_multiplier",
-        "max_grad_norm",
-        "sample_rate",
-        "epsilon_spent",
-        "accountant",
-        "unit",
-    )
     card = {
         "source_checkpoint": str(checkpoint.resolve()),
         "checkpoint_sha256": _checkpoint_hash(checkpoint),
@@ -172,7 +175,7 @@ def _card(checkpoint: Path, training_set: Path, max_diff: float, plan: dict, met
         "validation": min(epochs, key=lambda e: e["val_loss"]) if epochs else None,
         "parity": {"max_abs_diff": max_diff, "tolerance": TOLERANCE},
         "tensorrt": plan,
-        "dp": {k: private.get(k) for k in dp_keys} if private else None,
+        "dp": {k: private.get(k) for k in DP_CARD_KEYS} if private else None,
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
         # Said plainly, as docs/operations.md does: an erasure reaches the stores at once, a model only
         # through its next training.

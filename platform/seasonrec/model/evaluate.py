@@ -127,24 +127,12 @@ class Replay:
         pairs = [(i, src) for i, src in pairs if i >= 0 and items.listed[i]]
         return np.array([i for i, _ in pairs], dtype=np.int64), [src for _, src in pairs]
 
-    def served(
-        self,
-        scores: np.ndarray,
-        cand: np.ndarray,
-        sources: list,
-        items: WeekItems,
-        user: dict,
-        at,
-        region: str,
-        bought: dict[str, np.ndarray],
-    ) -> list[int]:
-        """The top k the service would return: the candidates' scores through the rules.
+    def served(self, *args, **kwargs) -> list[int]:
+        """`served_items` as catalogue indices (same arguments): the top k the service would return.
 
-        `bought`: this user's row of `Bought.arrays`.
+        A pinned item outside the catalogue takes its place in the list as -1, and can never be a hit.
         """
-        # A pinned item outside the catalogue takes its place in the list but can never be a hit.
-        ranked = self.served_items(scores, cand, sources, items, user, at, region, bought)
-        return [self.catalogue.index.get(r.item_id, -1) for r in ranked]
+        return [self.catalogue.index.get(r.item_id, -1) for r in self.served_items(*args, **kwargs)]
 
     def served_items(
         self,
@@ -157,7 +145,8 @@ class Replay:
         region: str,
         bought: dict[str, np.ndarray],
     ) -> list:
-        """`served`'s list as the rules return it: each item with its reasons."""
+        """The top k the service would return, as the rules return it (each item with its reasons): the
+        candidates' scores through the rules. `bought`: this user's row of `Bought.arrays`."""
         c = self.catalogue
         columns = {
             "item_id": [c.ids[i] for i in cand],
