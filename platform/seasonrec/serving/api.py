@@ -229,7 +229,9 @@ def require_token(credentials: HTTPAuthorizationCredentials | None, token: Secre
     With no token configured nothing can match: writes are refused rather than left open.
     """
     challenge = {"WWW-Authenticate": "Bearer"}
-    where = f"{request.method} {request.url.path}"
+    # The route's template (/v1/users/{user_id}), not the path: a path may carry a customer's id, and logs must not.
+    route = request.scope.get("route")
+    where = f"{request.method} {getattr(route, 'path', None) or request.url.path}"
     if token is None:
         log.warning("%s refused: no write token is configured (auth.write_token)", where)
         raise HTTPException(401, "no write token is configured on the server; writes are refused", challenge)

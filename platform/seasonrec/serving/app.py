@@ -426,4 +426,8 @@ def build_app(args: AppArgs):
     if isinstance(args, dict):
         args = AppArgs.model_validate(args)
     config = args.config
-    return Ingress.bind(FeatureFetcher.bind(config), Scorer.bind(config), ReRanker.bind(config), config)
+    # Serve's access log writes each request's path, and /v1/users/{id}/... carries the shop's raw id:
+    # with pseudonymous ids, no raw id may reach a log, so the Ingress keeps none.
+    access_log = not load_settings(config).privacy.pseudonymize
+    ingress = Ingress.options(logging_config={"enable_access_log": access_log})
+    return ingress.bind(FeatureFetcher.bind(config), Scorer.bind(config), ReRanker.bind(config), config)

@@ -57,6 +57,10 @@ def _client(limit: int = LIMIT, auth: AuthConfig | None = None) -> TestClient:
     async def write(body: Echo) -> Echo:
         return body
 
+    @app.delete("/users/{user_id}", dependencies=[Depends(token_guard(lambda: auth))])
+    async def forget(user_id: str) -> dict:
+        return {"forgotten": True}
+
     @app.post("/read", dependencies=[Depends(token_guard(lambda: auth, reads=True))])
     async def read(body: Echo) -> Echo:
         return body
@@ -152,6 +156,12 @@ def test_a_write_with_a_wrong_token_is_a_401_and_the_log_never_holds_either_toke
     assert reply.status_code == 401 and reply.headers["www-authenticate"] == "Bearer"
     assert "POST /write refused: wrong bearer token" in caplog.text
     assert "guess-token" not in caplog.text and "s3cret" not in caplog.text
+
+
+def test_a_refused_write_logs_the_route_not_a_customer_id_in_its_path(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert _client().delete("/users/CUSTOMER-4711").status_code == 401
+    assert "DELETE /users/{user_id} refused: no bearer token" in caplog.text and "CUSTOMER-4711" not in caplog.text
 
 
 def test_a_write_with_the_token_goes_through():
