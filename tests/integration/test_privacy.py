@@ -213,3 +213,46 @@ def test_delete_user_with_a_blank_id_is_a_422_naming_it(stack, writer):
     reply = httpx.delete(f"{url}/v1/users/%20", headers=writer, timeout=30)
     assert reply.status_code == 422
     assert reply.json()["detail"][0]["loc"] == ["path", "user_id"]
+
+
+def test_a_pseudonymized_stack_takes_raw_ids_and_no_raw_id_reaches_its_files_or_logs(
+    tiny_shop, ranker_repository, tmp_path, monkeypatch
+):
+    """Serving with pseudonyms end to end: the shop keeps sending its own ids, the stack never writes one."""
+    from seasonrec.serving.stack import ServeStack
+    from seasonrec.triton.server import free_ports
+
+    settings = _shop(tiny_shop, tmp_path / "data", "embedded", "", pseudonymize=True)
+    shutil.copytree(ranker_repository, tmp_path / "repository")
+    settings = settings.model_copy(
+        update={
+            "triton": settings.triton.model_copy(update={"repository": tmp_path / "repository", **free_ports()}),
+            "serving": settings.serving.model_copy(update={"port": free_port()}),
+        }
+    )
+    raw = feast_store.sample_users(tiny_shop, 3)[2]
+    stack = ServeStack(settings)
+    state = stack.start()
+    try:
+        url = state["url"]
+        history = httpx.get(f"{url}/v1/users/{raw}/history", timeout=30).json()
+        assert history["user_id"] == raw and history["events"]  # the raw id found the pseudonymized rows
+        body = {"user_id": raw, "k": 10, "region": "GB", "at": "2024-12-10T12:00:00+00:00"}
+        answer = httpx.post(f"{url}/v1/recommendations", json=body, timeout=30).json()
+        assert not answer["degraded"] and any("source:repeat" in i["reasons"] for i in answer["items"])
+        # Sent as a raw id, a pseudonym is hashed again: nobody has that id, so no history.
+        stored = Pseudonyms(settings.privacy).of(raw)
+        assert httpx.get(f"{url}/v1/users/{stored}/history", timeout=30).json()["events"] == []
+        assert httpx.get(f"{url}/v1/users/{raw}/history", timeout=30).status_code == 200
+        assert TEST_KEY.encode() not in (Path(state["settings"])).read_bytes()
+        logs = [p for p in Path(state["temp_dir"]).rglob("*") if p.is_file() and p.suffix in (".log", ".out", ".err")]
+        assert logs and not [str(p) for p in logs if raw.encode() in p.read_bytes()]
+    finally:
+        stack.stop()
+    root = settings.paths.root
+    # Parquet is compressed, so its cells are read, not its bytes; raw/ is the shop's own input, kept as given.
+    for path in root.rglob("*.parquet"):
+        if path.relative_to(root).parts[0] != "raw":
+            frame = pl.read_parquet(path)
+            assert not [c for c in frame.columns if frame[c].dtype == pl.String and (frame[c] == raw).any()], path
+    assert [f for f in _files_holding(root, [raw.encode()]) if not f.endswith(".parquet")] == []

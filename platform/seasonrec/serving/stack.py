@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "seasonrec"
 # Settings never written to the stack's settings.yaml; the head gets them in its environment.
-SECRETS = {"auth": {"write_token"}, "feast": {"redis_password"}}
+SECRETS = {"auth": {"write_token"}, "feast": {"redis_password"}, "privacy": {"key"}}
 # The longest unix socket path HAProxy accepts, and the longest it makes under the temp dir (a folder
 # named by a 56-character hash); Ray's own sockets (plasma store, raylet) are shorter still.
 HAPROXY_SOCKET_MAX = 97
@@ -155,7 +155,12 @@ class ServeStack:
         env[f"{ENV_PREFIX}AUTH__WRITE_TOKEN"] = self.write_token()
         if self.settings.feast.redis_password is not None:
             env[f"{ENV_PREFIX}FEAST__REDIS_PASSWORD"] = self.settings.feast.redis_password.get_secret_value()
-        return env, state
+        return {**env, **self._privacy_env()}, state
+
+    def _privacy_env(self) -> dict[str, str]:
+        """The pseudonym key, for whatever loads these settings (the head, the deploying driver)."""
+        key = self.settings.privacy.key
+        return {f"{ENV_PREFIX}PRIVACY__KEY": key.get_secret_value()} if key is not None else {}
 
     def _make_temp(self) -> Path:
         """Ray's and HAProxy's folder: a short one in /tmp, since HAProxy's sockets under it leave
@@ -263,8 +268,9 @@ class ServeStack:
             "import ray; from ray import serve\n"
             f"ray.init(address={state['ray_address']!r}, logging_level='ERROR')\n{code}\n"
         )
+        env = {**self._env(), **self._privacy_env()}  # build_app loads the settings, which need the key
         proc = subprocess.run(
-            [sys.executable, "-c", script], env=self._env(), capture_output=True, text=True, timeout=timeout_s
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=timeout_s
         )
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1]

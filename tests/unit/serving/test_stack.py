@@ -18,6 +18,7 @@ from seasonrec.processes import record
 from seasonrec.serving.stack import HAPROXY_SOCKET_MAX, HAPROXY_SOCKET_TAIL, TEMP_MARKER, ServeStack
 
 WRITE_TOKEN, REDIS_PASSWORD = "write-token-from-a-secret", "redis-password-from-a-secret"
+PSEUDONYM_KEY = "pseudonym-key-from-a-secret"
 
 
 @pytest.fixture
@@ -30,6 +31,9 @@ def _with_secrets(stack: ServeStack) -> ServeStack:
         update={
             "auth": stack.settings.auth.model_copy(update={"write_token": SecretStr(WRITE_TOKEN)}),
             "feast": stack.settings.feast.model_copy(update={"redis_password": SecretStr(REDIS_PASSWORD)}),
+            "privacy": stack.settings.privacy.model_copy(
+                update={"pseudonymize": True, "key": SecretStr(PSEUDONYM_KEY)}
+            ),
         }
     )
     return ServeStack(settings)
@@ -115,12 +119,15 @@ def test_secrets_reach_the_head_by_its_environment_never_by_a_file(stack):
         settings_file = Path(files["settings"])
         for path in _files(stack.state_dir, temp):
             text = path.read_text(errors="replace")
-            assert WRITE_TOKEN not in text and REDIS_PASSWORD not in text, path
+            assert WRITE_TOKEN not in text and REDIS_PASSWORD not in text and PSEUDONYM_KEY not in text, path
             assert "**********" not in text, path
         loaded = load_settings(settings_file, environ=env)
         assert loaded.auth.write_token.get_secret_value() == WRITE_TOKEN
         assert loaded.feast.redis_password.get_secret_value() == REDIS_PASSWORD
-        assert loaded.model_dump(exclude={"auth", "feast"}) == stack.settings.model_dump(exclude={"auth", "feast"})
+        # The replicas hash callers' ids with the real key, not with pydantic's "**********".
+        assert loaded.privacy.pseudonymize and loaded.privacy.key.get_secret_value() == PSEUDONYM_KEY
+        secret = {"auth", "feast", "privacy"}
+        assert loaded.model_dump(exclude=secret) == stack.settings.model_dump(exclude=secret)
         assert stack.write_token() == WRITE_TOKEN
         assert "write_token_file" not in files
     finally:
