@@ -51,6 +51,9 @@ def ray_head(tmp_path_factory):
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dashboard}",
             f"--ray-client-server-port={client}",
+            # Not the default 52365: a stack of the same session may hold it, and a head whose agent
+            # cannot listen takes no job ("No available agent to submit job").
+            f"--dashboard-agent-listen-port={free_port()}",
             f"--temp-dir={temp}",
         ],
         stdout=subprocess.DEVNULL,
@@ -78,7 +81,7 @@ def submit(address: str, script: str, *args) -> subprocess.CompletedProcess:
     """`ray job submit ... -- python SCRIPT ARGS` exactly as the docstrings show; asserts SUCCEEDED."""
     env = {**clean_env(), **TOKEN_ENV}
     command = [str(BIN / "ray"), "job", "submit", "--address", address, "--working-dir", ".", "--", "python", script]
-    deadline, command = time.time() + 90, [*command, *map(str, args)]
+    deadline, command = time.time() + 30, [*command, *map(str, args)]
     while True:
         proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
         # The dashboard answers before the head's job agent has registered (slower on a busy machine):

@@ -225,6 +225,9 @@ class ServeStack:
                 f"--port={ray_port}",
                 "--include-dashboard=false",
                 f"--ray-client-server-port={free_port()}",
+                # Ray's agent listens on 52365 unless told: a second head on the machine (another stack,
+                # a test's) would lose its agent, and with it job submission.
+                f"--dashboard-agent-listen-port={free_port()}",
                 f"--temp-dir={files['temp_dir']}",
             ],
             stdout=(self.state_dir / "ray.log").open("w"),
