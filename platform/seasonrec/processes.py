@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,9 +24,34 @@ from pathlib import Path
 
 from seasonrec.errors import SeasonrecError
 
+# Ray's workers take ports up to here by default (--max-worker-port).
+RAY_WORKER_PORTS_END = 19999
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port() -> int:
-    with socket.socket() as sock:
+    """A port free now, for a server that will bind it a moment later (Triton, a Ray head, Serve).
+
+    Not one the kernel hands out for port 0: in that moment Ray's own processes, which bind port 0
+    by the dozen while a head starts, could take it, and the server that was promised it would fail
+    (a Ray head whose agent cannot listen exits). So the port comes from between Ray's worker range
+    and the kernel's ephemeral range, which nothing takes unasked.
+    """
+    low, high = RAY_WORKER_PORTS_END + 1, _ephemeral_start()
+    for port in random.sample(range(low, high), min(200, max(high - low, 0))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as sock:  # no such range on this machine: the kernel's choice
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 

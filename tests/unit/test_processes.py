@@ -80,3 +80,10 @@ def test_a_forged_pid_is_refused_before_any_signal(pid):
     """0 and -1 would mean whole process groups to os.kill."""
     assert record(pid) is None
     assert stop_recorded({"pid": pid, "start_time": 0, "cmdline": []}) is False
+
+
+def test_a_free_port_is_one_no_port_0_bind_can_take_before_its_server_binds_it():
+    from seasonrec.processes import RAY_WORKER_PORTS_END, _ephemeral_start, free_port
+
+    ports = {free_port() for _ in range(20)}
+    assert all(RAY_WORKER_PORTS_END < p < _ephemeral_start() for p in ports) and len(ports) > 1
