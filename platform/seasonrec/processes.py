@@ -121,14 +121,19 @@ def record(pid: int) -> dict | None:
     return {"pid": pid, "start_time": int(fields[19]), "cmdline": cmdline.decode(errors="replace").split("\0")}
 
 
-def record_started(proc: subprocess.Popen) -> dict:
-    """`record` of a server just launched. Read once too early, /proc can fail a live process, and the
-    server would then pass for dead to every later check: so it is read until it answers."""
-    for _ in range(20):
-        if (recorded := record(proc.pid)) is not None or proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    return recorded or {"pid": proc.pid}
+def record_started(proc: subprocess.Popen, timeout_s: float = 5) -> dict:
+    """`record` of a server just launched, once its command line is there to read.
+
+    Popen returns when the exec has closed the child's close-on-exec pipe, but the kernel sets the
+    new program's argument area only after that: read in between, /proc/<pid>/cmdline is empty, and
+    the record would never match the running server again (it would pass for dead, its ports held).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        recorded = record(proc.pid)
+        if proc.poll() is not None or time.monotonic() > deadline or (recorded and any(recorded["cmdline"])):
+            return recorded or {"pid": proc.pid}
+        time.sleep(0.01)
 
 
 def is_recorded(recorded: object) -> bool:

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from seasonrec.processes import is_recorded, record, session_members, stop_recorded
+from seasonrec.processes import is_recorded, record, record_started, session_members, stop_recorded
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def spawn():
 
 def test_a_process_is_recorded_with_its_start_time_and_command_line(spawn):
     proc = spawn("sleep", "60")
-    recorded = record(proc.pid)
+    recorded = record_started(proc)
     assert recorded["pid"] == proc.pid
     assert recorded["cmdline"] == ["sleep", "60"]
     assert is_recorded(recorded)
@@ -87,3 +87,27 @@ def test_a_free_port_is_one_no_port_0_bind_can_take_before_its_server_binds_it()
 
     ports = {free_port() for _ in range(20)}
     assert all(RAY_WORKER_PORTS_END < p < _ephemeral_start() for p in ports) and len(ports) > 1
+
+
+def test_a_server_is_recorded_by_its_own_command_line_not_the_empty_one_of_its_exec(monkeypatch):
+    # Between the exec's closing of the pipe Popen waits on and the kernel's setting up the new
+    # argument area, /proc/<pid>/cmdline reads empty: such a record would never match the server again.
+    from seasonrec import processes
+
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    real, reads = processes.record, []
+
+    def early_then_real(pid):
+        reads.append(pid)
+        found = real(pid)
+        return {**found, "cmdline": [""]} if len(reads) < 3 else found
+
+    monkeypatch.setattr(processes, "record", early_then_real)
+    try:
+        recorded = processes.record_started(proc)
+        assert recorded["cmdline"] == ["sleep", "30"] and len(reads) == 3
+        monkeypatch.setattr(processes, "record", real)
+        assert processes.is_recorded(recorded)
+    finally:
+        proc.kill()
+        proc.wait()
