@@ -16,7 +16,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # A cluster of its own, whatever `ray start` left in /tmp/ray/ray_current_cluster.
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -174,7 +174,9 @@ def train_distributed(
     save_checkpoint(model, vocab, init_dir, [], options)
     if not ray.is_initialized():
         # Inside `ray job submit`, RAY_ADDRESS points at the cluster; alone, start a local one.
-        alone = {"include_dashboard": False, "log_to_driver": False}
+        # "local": a cluster of our own, even where a `ray start` left /tmp/ray/ray_current_cluster behind
+        # (Ray would otherwise try to join it, dead or alive).
+        alone = {"address": "local", "include_dashboard": False, "log_to_driver": False}
         # Ray's own INFO lines ("Started a local Ray instance") follow the CLI's level for other libraries.
         level = max(logging.INFO, logging.getLogger().getEffectiveLevel())
         ray.init(logging_level=level, **({} if os.environ.get("RAY_ADDRESS") else alone))
