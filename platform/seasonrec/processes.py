@@ -28,6 +28,10 @@ from seasonrec.errors import SeasonrecError
 RAY_WORKER_PORTS_END = 19999
 
 
+_PORTS = random.SystemRandom()
+_GIVEN: set[int] = set()
+
+
 def _ephemeral_start() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -44,12 +48,17 @@ def free_port() -> int:
     and the kernel's ephemeral range, which nothing takes unasked.
     """
     low, high = RAY_WORKER_PORTS_END + 1, _ephemeral_start()
-    for port in random.sample(range(low, high), min(200, max(high - low, 0))):
+    # A random source of our own: libraries seed the global one (training does), which would hand
+    # out the same "random" port twice; and never a port this process handed out already.
+    for port in _PORTS.sample(range(low, high), min(200, max(high - low, 0))):
+        if port in _GIVEN:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _GIVEN.add(port)
             return port
     with socket.socket() as sock:  # no such range on this machine: the kernel's choice
         sock.bind(("127.0.0.1", 0))

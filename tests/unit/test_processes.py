@@ -83,10 +83,16 @@ def test_a_forged_pid_is_refused_before_any_signal(pid):
 
 
 def test_a_free_port_is_one_no_port_0_bind_can_take_before_its_server_binds_it():
+    import random
+
     from seasonrec.processes import RAY_WORKER_PORTS_END, _ephemeral_start, free_port
 
-    ports = {free_port() for _ in range(20)}
-    assert all(RAY_WORKER_PORTS_END < p < _ephemeral_start() for p in ports) and len(ports) > 1
+    ports = []
+    for _ in range(50):
+        random.seed(0)  # as training does: the ports must not follow the global generator
+        ports.append(free_port())
+    assert all(RAY_WORKER_PORTS_END < p < _ephemeral_start() for p in ports)
+    assert len(set(ports)) == len(ports)  # never the same port twice, as a head's several ports need
 
 
 def test_a_server_is_recorded_by_its_own_command_line_not_the_empty_one_of_its_exec(monkeypatch):
