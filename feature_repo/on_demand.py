@@ -6,7 +6,14 @@ from feast.types import Array, Float64, Int64, String
 
 from seasonrec import schema as s
 from sources import request_context
-from views import hemisphere_item_demand, item_demand, item_profile, region_item_demand, user_history
+from views import (
+    hemisphere_item_demand,
+    item_demand,
+    item_profile,
+    region_item_demand,
+    similar_item_demand,
+    user_history,
+)
 
 
 # Where in the year and in the holiday calendar a request falls, for this item and user.
@@ -19,6 +26,7 @@ from views import hemisphere_item_demand, item_demand, item_profile, region_item
         item_demand,
         region_item_demand,
         hemisphere_item_demand,
+        similar_item_demand,
         item_profile[[s.LAUNCH_TS]],
         user_history,
     ],
@@ -28,6 +36,7 @@ from views import hemisphere_item_demand, item_demand, item_profile, region_item
         Field(name="week_cos", dtype=Float64),  # cos of the week-of-year angle.
         Field(name="days_to_holiday", dtype=Int64),  # Days to the next holiday in the request's region.
         Field(name="item_week_demand", dtype=Float64),  # Item's demand this ISO week; 1.0 is an average week.
+        Field(name=s.WEEK_UNITS, dtype=Float64),  # The region's weekly units around this week in earlier years.
         Field(name="item_age_days", dtype=Float64),  # Days since the item launched.
         Field(name=s.DEMAND_LEVEL, dtype=String),  # region, hemisphere or global: the profile demand rests on.
         Field(name=s.HISTORY_AGE_HOURS, dtype=Array(Float64)),  # Hours since each history event.

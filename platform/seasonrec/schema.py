@@ -74,6 +74,7 @@ USER_REPEATS = "user_repeats"
 ITEM_NEIGHBOURS = "item_neighbours"
 REGION_ITEM_DEMAND = "region_item_demand"
 HEMISPHERE_ITEM_DEMAND = "hemisphere_item_demand"
+SIMILAR_ITEM_DEMAND = "similar_item_demand"
 OFFLINE_TABLES = (
     USER_STATS,
     USER_HISTORY,
@@ -86,6 +87,7 @@ OFFLINE_TABLES = (
     ITEM_NEIGHBOURS,
     REGION_ITEM_DEMAND,
     HEMISPHERE_ITEM_DEMAND,
+    SIMILAR_ITEM_DEMAND,
 )
 
 # --- Feast: feature names per view -------------------------------------------
@@ -121,9 +123,15 @@ HEMISPHERE_DEMAND_BY_WEEK = "hemisphere_demand_by_week"
 HEMISPHERE_SALES = "hemisphere_sales"
 REGION_ITEM_DEMAND_FEATURES = (REGION_DEMAND_BY_WEEK, REGION_SALES)
 HEMISPHERE_ITEM_DEMAND_FEATURES = (HEMISPHERE_DEMAND_BY_WEEK, HEMISPHERE_SALES)
-# Which profile an item's weekly demand rests on: the region's own, its hemisphere's, or all regions'.
+# The same profile from the units of the item's nearest titles in the hemisphere: a "Christmas" or "Beach" line
+# that has sold a few units, or none yet, takes its season from the lines named like it.
+SIMILAR_DEMAND_BY_WEEK = "similar_demand_by_week"
+SIMILAR_SALES = "similar_sales"
+SIMILAR_ITEM_DEMAND_FEATURES = (SIMILAR_DEMAND_BY_WEEK, SIMILAR_SALES)
+# Which profile an item's weekly demand rests on: the region's own, its hemisphere's, its title neighbours' in
+# the hemisphere, or its own in all regions.
 DEMAND_LEVEL = "demand_level"
-DEMAND_LEVELS = ("region", "hemisphere", "global")
+DEMAND_LEVELS = ("region", "hemisphere", "similar", "global")
 REGION_ITEM_FEATURES = ("sales_7d", "sales_28d", "trend_ratio")
 POOL_ITEM_IDS = "pool_item_ids"
 POOL_SCORES = "pool_scores"
@@ -145,11 +153,15 @@ ITEM_NEIGHBOURS_FEATURES = (CO_PURCHASE_IDS, SIMILAR_IDS)
 
 # Request-time inputs of the on-demand view, and what it derives.
 REQUEST_TS = "request_ts"
+# The region's units of the item in the weeks around this one in earlier years: how much this season sold there
+# last year, where the demand index says only when in its year an item sells.
+WEEK_UNITS = "item_week_units"
 SEASONAL_CONTEXT_FEATURES = (
     "week_sin",
     "week_cos",
     "days_to_holiday",
     "item_week_demand",
+    WEEK_UNITS,
     "item_age_days",
     DEMAND_LEVEL,
 )

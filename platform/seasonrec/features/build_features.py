@@ -78,6 +78,12 @@ def build_features(
             cfg.neighbours_every_weeks,
             NEIGHBOURS_PER_ITEM,
         ).lazy(),
+        s.SIMILAR_ITEM_DEMAND: lambda: neighbours.similar_item_demand(
+            events,
+            pl.read_parquet(out_dir / f"{s.ITEM_PROFILE}.parquet"),
+            cfg.neighbours_every_weeks,
+            NEIGHBOURS_PER_ITEM,
+        ).lazy(),
     }
     rows = {}
     with task("feature tables", total=len(plans)) as bar:

@@ -26,42 +26,63 @@ def _request_context(ts: int, region: str | None) -> tuple[int, float, float, in
     return week, math.sin(angle), math.cos(angle), days
 
 
-# Regional demand is shrunk towards the hemisphere's, and that towards all regions' (a hierarchical
-# Dirichlet-multinomial prior, the additive-smoothing form of empirical Bayes): a level with N units sold
-# weighs N / (N + PRIOR_UNITS) against the level above. A region that has sold PRIOR_UNITS of an item
-# counts half; one that has sold nothing falls back entirely. All regions' profile is itself smoothed
-# towards a flat year with GLOBAL_PRIOR_UNITS spread evenly over the weeks. Both are small: a shop that
+# Regional demand is shrunk towards the hemisphere's, that towards the item's title neighbours' in the
+# hemisphere, and that towards the item's own in all regions (a hierarchical Dirichlet-multinomial prior, the
+# additive-smoothing form of empirical Bayes): a level with N units sold weighs N / (N + PRIOR_UNITS) against
+# the level above. A region that has sold PRIOR_UNITS of an item counts half; one that has sold nothing falls
+# back entirely. All regions' profile is itself smoothed towards a flat year with GLOBAL_PRIOR_UNITS spread
+# evenly over the weeks. Both are small: a shop that
 # sells a few units of an item a season (the synthetic shop sells one a purchase) must keep its season,
 # and 50 units flattened it there (docs/benchmarks.md).
 PRIOR_UNITS = 5.0
 GLOBAL_PRIOR_UNITS = 5.0
 
 
+# A season is a few weeks wide, and a shop that sells an item a few times a year sells it in a neighbouring week
+# as often as in the very week: each level's share of `week` is a triangular average over the weeks around it
+# (weights 1, 2, 3, 2, 1), wrapping round the year. The weights sum to one, so a year's indices still average 1.0.
+WEEK_KERNEL = ((-2, 1 / 9), (-1, 2 / 9), (0, 3 / 9), (1, 2 / 9), (2, 1 / 9))
+
+
 def _share(profile, units, week: int) -> tuple[float, float]:
-    """(share of units in `week`, units) of one level; (0, 0) where the level has no sales."""
+    """(share of units around `week`, units) of one level; (0, 0) where the level has no sales."""
     if not profile or not units:
         return 0.0, 0.0
-    return float(profile[week - 1]), float(units)
+    n = len(profile)
+    return sum(w * float(profile[(week - 1 + d) % n]) for d, w in WEEK_KERNEL), float(units)
 
 
-def week_demand(week: int, region: tuple, hemisphere: tuple, everywhere: tuple) -> tuple[float | None, str | None]:
+def week_demand(
+    week: int, region: tuple, hemisphere: tuple, everywhere: tuple, similar: tuple = (None, None)
+) -> tuple[float | None, str | None]:
     """(demand index of `week`, 1.0 = an average week; the level it rests on) from (profile, units) per level.
 
     Calendar holidays keep their dates in both hemispheres (Christmas sells in December in Australia too)
     while weather seasons flip: each level's profile is what its own regions bought, week by week, so both
-    hold without a rule. The level named is the lowest with at least PRIOR_UNITS units: the region's own
-    profile, its hemisphere's, or all regions'. None for an item nobody has bought yet.
+    hold without a rule; `similar` is the item's title neighbours' profile in the region's hemisphere. The
+    level named is the lowest with at least PRIOR_UNITS units: the region's own profile, its hemisphere's,
+    the neighbours', or the item's in all regions. None for an item that neither it nor its neighbours sold.
     """
     g, n_g = _share(*everywhere, week)
-    if n_g == 0:
+    t, n_t = _share(*similar, week)
+    if n_g == 0 and n_t == 0:
         return None, None
     h, n_h = _share(*hemisphere, week)
     r, n_r = _share(*region, week)
     p_g = (g * n_g + GLOBAL_PRIOR_UNITS / s.WEEKS_PER_YEAR) / (n_g + GLOBAL_PRIOR_UNITS)
-    p_h = (h * n_h + PRIOR_UNITS * p_g) / (n_h + PRIOR_UNITS)
+    p_t = (t * n_t + PRIOR_UNITS * p_g) / (n_t + PRIOR_UNITS)
+    p_h = (h * n_h + PRIOR_UNITS * p_t) / (n_h + PRIOR_UNITS)
     p_r = (r * n_r + PRIOR_UNITS * p_h) / (n_r + PRIOR_UNITS)
-    level = next(name for name, n in zip(s.DEMAND_LEVELS, (n_r, n_h, math.inf), strict=True) if n >= PRIOR_UNITS)
+    evidence = (n_r, n_h, n_t, math.inf if n_g else 0.0)
+    level = next((name for name, n in zip(s.DEMAND_LEVELS, evidence, strict=True) if n >= PRIOR_UNITS), "similar")
     return p_r * s.WEEKS_PER_YEAR, level
+
+
+def week_units(week: int, region: tuple) -> float:
+    """The region's own units of the item a week around `week` in the years so far (the kernel's average); 0.0
+    where it has sold none. Not shrunk: it is evidence of volume, which another region's sales are not."""
+    share, units = _share(*region, week)
+    return share * units
 
 
 def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
@@ -72,7 +93,7 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         return inputs.get(name) or [None] * n
 
     out: dict[str, list] = {name: [] for name in (*s.SEASONAL_CONTEXT_FEATURES, s.HISTORY_AGE_HOURS)}
-    for ts, region, demand, total, r_demand, r_sales, h_demand, h_sales, launch, history in zip(
+    for ts, region, demand, total, r_demand, r_sales, h_demand, h_sales, t_demand, t_sales, launch, history in zip(
         inputs[s.REQUEST_TS],
         column(s.REGION),
         column(s.DEMAND_BY_WEEK),
@@ -81,6 +102,8 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         column(s.REGION_SALES),
         column(s.HEMISPHERE_DEMAND_BY_WEEK),
         column(s.HEMISPHERE_SALES),
+        column(s.SIMILAR_DEMAND_BY_WEEK),
+        column(s.SIMILAR_SALES),
         column(s.LAUNCH_TS),
         column(s.HISTORY_TS),
         strict=True,
@@ -89,8 +112,9 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         out["week_sin"].append(sin)
         out["week_cos"].append(cos)
         out["days_to_holiday"].append(days)
-        index, level = week_demand(week, (r_demand, r_sales), (h_demand, h_sales), (demand, total))
+        index, level = week_demand(week, (r_demand, r_sales), (h_demand, h_sales), (demand, total), (t_demand, t_sales))
         out["item_week_demand"].append(index)
+        out[s.WEEK_UNITS].append(week_units(week, (r_demand, r_sales)))
         out[s.DEMAND_LEVEL].append(level)
         # Not negative: an item requested before its launch is new, not "about to sell".
         out["item_age_days"].append(max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None)

@@ -19,7 +19,15 @@ from seasonrec.model.ranker import PAD, UNSEEN
 
 # Order matters: the model's context and item-dense layers are trained on these positions.
 CONTEXT_COLUMNS = ("week_sin", "week_cos", "days_to_holiday", "n_purchases", "n_views", "monetary", "purchase_days")
-ITEM_DENSE_COLUMNS = (s.PRICE, "item_week_demand", "item_age_days", "sales_7d", "sales_28d", "trend_ratio")
+ITEM_DENSE_COLUMNS = (
+    s.PRICE,
+    "item_week_demand",
+    s.WEEK_UNITS,
+    "item_age_days",
+    "sales_7d",
+    "sales_28d",
+    "trend_ratio",
+)
 CONTEXT_DIM = len(CONTEXT_COLUMNS) + 1  # + days since the last purchase
 # What this user's own purchases say of a candidate (`personal`): how often, how lately, how regularly, and
 # whether it is due again. The heuristics that win on repeat buyers rank with exactly these.

@@ -26,7 +26,7 @@ from seasonrec import schema as s
 from seasonrec.candidates.sources import Neighbours, merge_pools, pool_scopes
 from seasonrec.data.calendar import hemisphere
 from seasonrec.errors import SeasonrecError
-from seasonrec.features.context import seasonal_context, week_demand
+from seasonrec.features.context import seasonal_context, week_demand, week_units
 from seasonrec.model.batch import ITEM_DENSE_COLUMNS, Vocab, dense_log
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.serving.rules import rebuy_share
@@ -174,6 +174,7 @@ class Catalogue:
         self.demand = table(features, s.ITEM_DEMAND)
         self.region_demand = _by(table(features, s.REGION_ITEM_DEMAND), s.REGION)
         self.hemisphere_demand = _by(table(features, s.HEMISPHERE_ITEM_DEMAND), s.HEMISPHERE)
+        self.similar_demand = _by(table(features, s.SIMILAR_ITEM_DEMAND), s.HEMISPHERE)
         trends = table(features, s.REGION_ITEM_TRENDS)
         self.trends = {region: frame for (region,), frame in trends.partition_by(s.REGION, as_dict=True).items()}
         pools = table(features, s.SEASONAL_POOLS)
@@ -204,6 +205,11 @@ class Catalogue:
         frame = self.hemisphere_demand.get(half)
         return self._profiles(at, frame, s.HEMISPHERE_ITEM_DEMAND_FEATURES, **{s.HEMISPHERE: half})
 
+    @lru_cache(maxsize=8)  # noqa: B019
+    def _similar_demand(self, at: datetime, half: str) -> list:
+        frame = self.similar_demand.get(half)
+        return self._profiles(at, frame, s.SIMILAR_ITEM_DEMAND_FEATURES, **{s.HEMISPHERE: half})
+
     def _demand(self, at: datetime, region: str) -> dict[str, np.ndarray]:
         """Each item's demand index this week, its level, and its units sold, as `features.context` computes them."""
         week = at.isocalendar().week
@@ -212,10 +218,15 @@ class Catalogue:
         halves = self._hemisphere_demand(at, hemisphere(region))
         frame = self.region_demand.get(region)
         regional = self._profiles(at, frame, s.REGION_ITEM_DEMAND_FEATURES, **{s.REGION: region})
-        found = [week_demand(week, r, h, g) for r, h, g in zip(regional, halves, everywhere, strict=True)]
+        similar = self._similar_demand(at, hemisphere(region))
+        found = [
+            week_demand(week, r, h, g, t) for r, h, g, t in zip(regional, halves, everywhere, similar, strict=True)
+        ]
+        units = [week_units(week, r) for r in regional]
         return {
             "rebuy_share": np.array([np.nan if (r := rebuy_share(b, a)) is None else r for b, a in rebuys]),
             "item_week_demand": np.array([np.nan if d is None else d for d, _ in found]),
+            s.WEEK_UNITS: np.array(units, dtype=np.float64),
             s.DEMAND_LEVEL: np.array([level for _, level in found], dtype=object),
             s.TOTAL_SALES: np.array([np.nan if n is None else n for _, n in everywhere], dtype=np.float64),
         }

@@ -59,6 +59,7 @@ ITEM_COLUMNS = (
     "sales_28d",
     "trend_ratio",
     "item_week_demand",
+    s.WEEK_UNITS,
     "item_age_days",
     s.DEMAND_LEVEL,
     "pool_score",
@@ -193,6 +194,7 @@ class FeatureReader(OnlineReader):
                 s.ITEM_DEMAND,
                 s.REGION_ITEM_DEMAND,
                 s.HEMISPHERE_ITEM_DEMAND,
+                s.SIMILAR_ITEM_DEMAND,
                 s.REGION_ITEM_TRENDS,
                 s.SEASONAL_POOLS,
                 s.ITEM_NEIGHBOURS,
@@ -267,7 +269,10 @@ class FeatureReader(OnlineReader):
         # Trends and regional demand change when materialized (daily); the TTL bounds how stale one can be.
         regional = self._cached(self.trends, {s.REGION: region}, (s.REGION_ITEM_TRENDS, s.REGION_ITEM_DEMAND), item_ids)
         halves = self._cached(
-            self.hemisphere_demand, {s.HEMISPHERE: hemisphere(region)}, (s.HEMISPHERE_ITEM_DEMAND,), item_ids
+            self.hemisphere_demand,
+            {s.HEMISPHERE: hemisphere(region)},
+            (s.HEMISPHERE_ITEM_DEMAND, s.SIMILAR_ITEM_DEMAND),
+            item_ids,
         )
         return [{s.ITEM_ID: i, **p, **r, **h} for i, p, r, h in zip(item_ids, items, regional, halves, strict=True)]
 
@@ -320,6 +325,7 @@ class FeatureReader(OnlineReader):
                         *s.ITEM_DEMAND_FEATURES,
                         *s.REGION_ITEM_DEMAND_FEATURES,
                         *s.HEMISPHERE_ITEM_DEMAND_FEATURES,
+                        *s.SIMILAR_ITEM_DEMAND_FEATURES,
                     )
                 },
                 s.LAUNCH_TS: [r.get(s.LAUNCH_TS) for r in rows] + [None],
@@ -328,6 +334,7 @@ class FeatureReader(OnlineReader):
         )
         for i, row in enumerate(rows):
             row["item_week_demand"] = context["item_week_demand"][i]
+            row[s.WEEK_UNITS] = context[s.WEEK_UNITS][i]
             row["item_age_days"] = context["item_age_days"][i]
             row[s.DEMAND_LEVEL] = context[s.DEMAND_LEVEL][i]
             row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity
