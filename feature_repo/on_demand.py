@@ -11,7 +11,7 @@ from views import (
     item_demand,
     item_profile,
     region_item_demand,
-    similar_item_demand,
+    title_item_demand,
     user_history,
 )
 
@@ -26,7 +26,7 @@ from views import (
         item_demand,
         region_item_demand,
         hemisphere_item_demand,
-        similar_item_demand,
+        title_item_demand,
         item_profile[[s.LAUNCH_TS]],
         user_history,
     ],

@@ -28,7 +28,7 @@ item_demand_source = _parquet(s.ITEM_DEMAND)
 region_item_demand_source = _parquet(s.REGION_ITEM_DEMAND)
 hemisphere_item_demand_source = _parquet(s.HEMISPHERE_ITEM_DEMAND)
 # Per hemisphere and item: the week-of-year demand of the item's nearest titles.
-similar_item_demand_source = _parquet(s.SIMILAR_ITEM_DEMAND)
+title_item_demand_source = _parquet(s.TITLE_ITEM_DEMAND)
 # 7- and 28-day sales per region and item.
 region_item_trends_source = _parquet(s.REGION_ITEM_TRENDS)
 # Top in-season items per region and ISO week.

@@ -15,7 +15,7 @@ from sources import (
     region_item_demand_source,
     region_item_trends_source,
     seasonal_pools_source,
-    similar_item_demand_source,
+    title_item_demand_source,
     user_events_push,
     user_item_stats_source,
     user_repeats_source,
@@ -109,15 +109,15 @@ hemisphere_item_demand = FeatureView(
 )
 
 # The same, from the units of the item's nearest titles in the hemisphere: the season of an item with few sales.
-similar_item_demand = FeatureView(
-    name=s.SIMILAR_ITEM_DEMAND,
+title_item_demand = FeatureView(
+    name=s.TITLE_ITEM_DEMAND,
     entities=[hemisphere, item],
     ttl=TTL,
     schema=[
-        Field(name=s.SIMILAR_DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of their units by week."),
-        Field(name=s.SIMILAR_SALES, dtype=Int64, description="Units its title neighbours sold there so far."),
+        Field(name=s.TITLE_DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of their units by week."),
+        Field(name=s.TITLE_SALES, dtype=Int64, description="Units its title neighbours sold there so far."),
     ],
-    source=similar_item_demand_source,
+    source=title_item_demand_source,
 )
 
 # Spatio-temporal popularity: is this product rising in this region right now?

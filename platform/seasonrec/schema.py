@@ -74,7 +74,7 @@ USER_REPEATS = "user_repeats"
 ITEM_NEIGHBOURS = "item_neighbours"
 REGION_ITEM_DEMAND = "region_item_demand"
 HEMISPHERE_ITEM_DEMAND = "hemisphere_item_demand"
-SIMILAR_ITEM_DEMAND = "similar_item_demand"
+TITLE_ITEM_DEMAND = "title_item_demand"
 OFFLINE_TABLES = (
     USER_STATS,
     USER_HISTORY,
@@ -87,7 +87,7 @@ OFFLINE_TABLES = (
     ITEM_NEIGHBOURS,
     REGION_ITEM_DEMAND,
     HEMISPHERE_ITEM_DEMAND,
-    SIMILAR_ITEM_DEMAND,
+    TITLE_ITEM_DEMAND,
 )
 
 # --- Feast: feature names per view -------------------------------------------
@@ -125,13 +125,13 @@ REGION_ITEM_DEMAND_FEATURES = (REGION_DEMAND_BY_WEEK, REGION_SALES)
 HEMISPHERE_ITEM_DEMAND_FEATURES = (HEMISPHERE_DEMAND_BY_WEEK, HEMISPHERE_SALES)
 # The same profile from the units of the item's nearest titles in the hemisphere: a "Christmas" or "Beach" line
 # that has sold a few units, or none yet, takes its season from the lines named like it.
-SIMILAR_DEMAND_BY_WEEK = "similar_demand_by_week"
-SIMILAR_SALES = "similar_sales"
-SIMILAR_ITEM_DEMAND_FEATURES = (SIMILAR_DEMAND_BY_WEEK, SIMILAR_SALES)
+TITLE_DEMAND_BY_WEEK = "title_demand_by_week"
+TITLE_SALES = "title_sales"
+TITLE_ITEM_DEMAND_FEATURES = (TITLE_DEMAND_BY_WEEK, TITLE_SALES)
 # Which profile an item's weekly demand rests on: the region's own, its hemisphere's, its title neighbours' in
 # the hemisphere, or its own in all regions.
 DEMAND_LEVEL = "demand_level"
-DEMAND_LEVELS = ("region", "hemisphere", "similar", "global")
+DEMAND_LEVELS = ("region", "hemisphere", "title", "global")
 REGION_ITEM_FEATURES = ("sales_7d", "sales_28d", "trend_ratio")
 POOL_ITEM_IDS = "pool_item_ids"
 POOL_SCORES = "pool_scores"

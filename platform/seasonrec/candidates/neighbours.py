@@ -18,7 +18,6 @@ import numpy as np
 import polars as pl
 
 from seasonrec import schema as s
-from seasonrec.data.calendar import SOUTHERN
 
 ITEM_NEIGHBOURS, CO_PURCHASE_IDS, SIMILAR_IDS = s.ITEM_NEIGHBOURS, s.CO_PURCHASE_IDS, s.SIMILAR_IDS
 # HNSW graph: M links per node and a construction beam of 200 give near-exact recall on a few
@@ -272,102 +271,13 @@ def snapshot_cuts(first_us: int, last_us: int, every_weeks: int) -> list[datetim
     return [*cuts, end]
 
 
-def _cuts(purchases: pl.LazyFrame, every_weeks: int) -> list[datetime]:
+def cuts_of(purchases: pl.LazyFrame, every_weeks: int) -> list[datetime]:
     """`snapshot_cuts` of the purchase log; [] for a log without purchases."""
     if every_weeks < 1:
         raise ValueError(f"every_weeks must be at least 1, got {every_weeks}")
     span = _bought(purchases).select(pl.col(s.EVENT_TS).min().alias("first"), pl.col(s.EVENT_TS).max().alias("last"))
     first_us, last_us = span.collect().row(0)
     return [] if first_us is None else snapshot_cuts(first_us, last_us, every_weeks)
-
-
-_SIMILAR_DEMAND_SCHEMA = {
-    s.HEMISPHERE: pl.String,
-    s.ITEM_ID: pl.String,
-    s.FEATURE_TS: pl.Datetime("us", "UTC"),
-    s.SIMILAR_DEMAND_BY_WEEK: pl.List(pl.Float32),
-    s.SIMILAR_SALES: pl.Int64,
-}
-HEMISPHERES = ("north", "south")
-
-
-def similar_item_demand(events: pl.LazyFrame, profiles: pl.DataFrame, every_weeks: int, per_item: int) -> pl.DataFrame:
-    """The `similar_item_demand` table: each item's title neighbours' week-of-year demand, per hemisphere.
-
-    At every cut an item's row in a hemisphere pools the units that its `per_item` nearest titles (among the
-    items launched by then, as `item_neighbours` finds them) sold there strictly before the cut, by ISO week:
-    the share of those units in each week, and how many there were. A row is written where that changed. A
-    line that has sold little, or nothing yet, so has a season of its own kind to be shrunk towards
-    (`features.context.week_demand`).
-    """
-    cuts = _cuts(events, every_weeks)
-    similar = _title_snapshots(profiles, cuts, per_item) if cuts else pl.DataFrame()
-    if similar.is_empty():
-        return pl.DataFrame(schema=_SIMILAR_DEMAND_SCHEMA)
-    cut_us = np.array([_micros(c) for c in cuts], dtype=np.int64)
-    item_ids = sorted(set(similar[s.ITEM_ID].to_list()))
-    code = {item: i for i, item in enumerate(item_ids)}
-    sold = (
-        events.filter(pl.col(s.EVENT_TYPE) == "purchase")
-        .filter(pl.col(s.ITEM_ID).is_in(item_ids))
-        .select(
-            s.ITEM_ID,
-            pl.col(s.REGION).is_in(sorted(SOUTHERN)).cast(pl.Int8).alias("half"),
-            pl.col(s.EVENT_TS).dt.epoch("us").alias("us"),
-            (pl.col(s.EVENT_TS).dt.week() - 1).alias("woy"),
-            pl.col(s.QUANTITY).cast(pl.Float64),
-        )
-        .drop_nulls()
-        .collect()
-    )
-    # units[c, h, i, w]: what item i sold in hemisphere h in ISO week w+1, before cut c (a running sum over cuts).
-    units = np.zeros((len(cuts), len(HEMISPHERES), len(item_ids) + 1, s.WEEKS_PER_YEAR), dtype=np.float32)
-    seen_at = np.searchsorted(cut_us, sold["us"].to_numpy(), side="right")
-    keep = seen_at < len(cuts)
-    items = np.array([code[i] for i in sold[s.ITEM_ID].to_list()], dtype=np.int64)
-    np.add.at(
-        units,
-        (seen_at[keep], sold["half"].to_numpy()[keep], items[keep], sold["woy"].to_numpy()[keep]),
-        sold[s.QUANTITY].to_numpy()[keep],
-    )
-    units = np.cumsum(units, axis=0)
-    frames = []
-    pad = len(item_ids)  # the all-zero row: what a missing neighbour adds
-    for (stamp,), rows in similar.partition_by(s.FEATURE_TS, as_dict=True, maintain_order=True).items():
-        c = int(np.searchsorted(cut_us, _micros(stamp)))
-        lists = rows[SIMILAR_IDS].to_list()
-        width = max((len(x) for x in lists), default=0)
-        if not width:
-            continue
-        neighbours = np.full((len(lists), width), pad, dtype=np.int64)
-        for r, ids in enumerate(lists):
-            neighbours[r, : len(ids)] = [code[i] for i in ids]
-        pooled = units[c][:, neighbours].sum(axis=2)  # [hemisphere, row, week]
-        for h, half in enumerate(HEMISPHERES):
-            total = pooled[h].sum(axis=1)
-            shares = pooled[h] / np.where(total > 0, total, 1.0)[:, None]
-            frames.append(
-                pl.DataFrame(
-                    {
-                        s.HEMISPHERE: [half] * rows.height,
-                        s.ITEM_ID: rows[s.ITEM_ID],
-                        s.FEATURE_TS: rows[s.FEATURE_TS],
-                        s.SIMILAR_DEMAND_BY_WEEK: pl.Series(shares.tolist()),
-                        s.SIMILAR_SALES: total.round().astype(np.int64),
-                    },
-                    schema=_SIMILAR_DEMAND_SCHEMA,
-                )
-            )
-    if not frames:
-        return pl.DataFrame(schema=_SIMILAR_DEMAND_SCHEMA)
-    key = [s.HEMISPHERE, s.ITEM_ID]
-    changed = pl.any_horizontal(
-        pl.col(c).ne_missing(pl.col(c).shift(1).over(key)) for c in (s.SIMILAR_DEMAND_BY_WEEK, s.SIMILAR_SALES)
-    )
-    # A row of no units is written only once neighbours had some: an as-of reader must not keep a stale season
-    # after an item's neighbours changed to lines that never sold.
-    ever_sold = pl.col(s.SIMILAR_SALES).cum_max().over(key) > 0
-    return pl.concat(frames).sort(*key, s.FEATURE_TS).filter(changed & ever_sold)
 
 
 def item_neighbours(purchases: pl.LazyFrame, profiles: pl.DataFrame, every_weeks: int, per_item: int) -> pl.DataFrame:
@@ -377,7 +287,7 @@ def item_neighbours(purchases: pl.LazyFrame, profiles: pl.DataFrame, every_weeks
     cut once it is launched (per `profiles`, the item profile table) or has
     co-purchase neighbours, and then only at cuts where either list changed.
     """
-    cuts = _cuts(purchases, every_weeks)
+    cuts = cuts_of(purchases, every_weeks)
     if not cuts:
         return pl.DataFrame(schema={**_CO_PURCHASE_SCHEMA, SIMILAR_IDS: pl.List(pl.String)})
     co = co_purchase_snapshots(purchases, cuts, per_item)

@@ -19,7 +19,7 @@ from seasonrec.candidates import neighbours
 from seasonrec.candidates.sources import NEIGHBOURS_PER_ITEM
 from seasonrec.config import FeaturesConfig, PrivacyConfig
 from seasonrec.data.validate import find_table, require_columns, scan_table
-from seasonrec.features import tables
+from seasonrec.features import tables, title_season
 from seasonrec.features.embed import embed_titles
 from seasonrec.privacy import retention
 from seasonrec.progress import task
@@ -78,11 +78,8 @@ def build_features(
             cfg.neighbours_every_weeks,
             NEIGHBOURS_PER_ITEM,
         ).lazy(),
-        s.SIMILAR_ITEM_DEMAND: lambda: neighbours.similar_item_demand(
-            events,
-            pl.read_parquet(out_dir / f"{s.ITEM_PROFILE}.parquet"),
-            cfg.neighbours_every_weeks,
-            NEIGHBOURS_PER_ITEM,
+        s.TITLE_ITEM_DEMAND: lambda: title_season.title_item_demand(
+            events, items_df, cfg.neighbours_every_weeks
         ).lazy(),
     }
     rows = {}

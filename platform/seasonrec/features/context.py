@@ -53,18 +53,18 @@ def _share(profile, units, week: int) -> tuple[float, float]:
 
 
 def week_demand(
-    week: int, region: tuple, hemisphere: tuple, everywhere: tuple, similar: tuple = (None, None)
+    week: int, region: tuple, hemisphere: tuple, everywhere: tuple, title: tuple = (None, None)
 ) -> tuple[float | None, str | None]:
     """(demand index of `week`, 1.0 = an average week; the level it rests on) from (profile, units) per level.
 
     Calendar holidays keep their dates in both hemispheres (Christmas sells in December in Australia too)
     while weather seasons flip: each level's profile is what its own regions bought, week by week, so both
-    hold without a rule; `similar` is the item's title neighbours' profile in the region's hemisphere. The
+    hold without a rule; `title` is the season its title's words sold in the region's hemisphere. The
     level named is the lowest with at least PRIOR_UNITS units: the region's own profile, its hemisphere's,
     the neighbours', or the item's in all regions. None for an item that neither it nor its neighbours sold.
     """
     g, n_g = _share(*everywhere, week)
-    t, n_t = _share(*similar, week)
+    t, n_t = _share(*title, week)
     if n_g == 0 and n_t == 0:
         return None, None
     h, n_h = _share(*hemisphere, week)
@@ -74,7 +74,7 @@ def week_demand(
     p_h = (h * n_h + PRIOR_UNITS * p_t) / (n_h + PRIOR_UNITS)
     p_r = (r * n_r + PRIOR_UNITS * p_h) / (n_r + PRIOR_UNITS)
     evidence = (n_r, n_h, n_t, math.inf if n_g else 0.0)
-    level = next((name for name, n in zip(s.DEMAND_LEVELS, evidence, strict=True) if n >= PRIOR_UNITS), "similar")
+    level = next((name for name, n in zip(s.DEMAND_LEVELS, evidence, strict=True) if n >= PRIOR_UNITS), "title")
     return p_r * s.WEEKS_PER_YEAR, level
 
 
@@ -102,8 +102,8 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         column(s.REGION_SALES),
         column(s.HEMISPHERE_DEMAND_BY_WEEK),
         column(s.HEMISPHERE_SALES),
-        column(s.SIMILAR_DEMAND_BY_WEEK),
-        column(s.SIMILAR_SALES),
+        column(s.TITLE_DEMAND_BY_WEEK),
+        column(s.TITLE_SALES),
         column(s.LAUNCH_TS),
         column(s.HISTORY_TS),
         strict=True,

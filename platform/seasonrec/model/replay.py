@@ -174,7 +174,7 @@ class Catalogue:
         self.demand = table(features, s.ITEM_DEMAND)
         self.region_demand = _by(table(features, s.REGION_ITEM_DEMAND), s.REGION)
         self.hemisphere_demand = _by(table(features, s.HEMISPHERE_ITEM_DEMAND), s.HEMISPHERE)
-        self.similar_demand = _by(table(features, s.SIMILAR_ITEM_DEMAND), s.HEMISPHERE)
+        self.title_demand = _by(table(features, s.TITLE_ITEM_DEMAND), s.HEMISPHERE)
         trends = table(features, s.REGION_ITEM_TRENDS)
         self.trends = {region: frame for (region,), frame in trends.partition_by(s.REGION, as_dict=True).items()}
         pools = table(features, s.SEASONAL_POOLS)
@@ -206,9 +206,9 @@ class Catalogue:
         return self._profiles(at, frame, s.HEMISPHERE_ITEM_DEMAND_FEATURES, **{s.HEMISPHERE: half})
 
     @lru_cache(maxsize=8)  # noqa: B019
-    def _similar_demand(self, at: datetime, half: str) -> list:
-        frame = self.similar_demand.get(half)
-        return self._profiles(at, frame, s.SIMILAR_ITEM_DEMAND_FEATURES, **{s.HEMISPHERE: half})
+    def _title_demand(self, at: datetime, half: str) -> list:
+        frame = self.title_demand.get(half)
+        return self._profiles(at, frame, s.TITLE_ITEM_DEMAND_FEATURES, **{s.HEMISPHERE: half})
 
     def _demand(self, at: datetime, region: str) -> dict[str, np.ndarray]:
         """Each item's demand index this week, its level, and its units sold, as `features.context` computes them."""
@@ -218,10 +218,8 @@ class Catalogue:
         halves = self._hemisphere_demand(at, hemisphere(region))
         frame = self.region_demand.get(region)
         regional = self._profiles(at, frame, s.REGION_ITEM_DEMAND_FEATURES, **{s.REGION: region})
-        similar = self._similar_demand(at, hemisphere(region))
-        found = [
-            week_demand(week, r, h, g, t) for r, h, g, t in zip(regional, halves, everywhere, similar, strict=True)
-        ]
+        titles = self._title_demand(at, hemisphere(region))
+        found = [week_demand(week, r, h, g, t) for r, h, g, t in zip(regional, halves, everywhere, titles, strict=True)]
         units = [week_units(week, r) for r in regional]
         return {
             "rebuy_share": np.array([np.nan if (r := rebuy_share(b, a)) is None else r for b, a in rebuys]),

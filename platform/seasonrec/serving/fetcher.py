@@ -194,7 +194,7 @@ class FeatureReader(OnlineReader):
                 s.ITEM_DEMAND,
                 s.REGION_ITEM_DEMAND,
                 s.HEMISPHERE_ITEM_DEMAND,
-                s.SIMILAR_ITEM_DEMAND,
+                s.TITLE_ITEM_DEMAND,
                 s.REGION_ITEM_TRENDS,
                 s.SEASONAL_POOLS,
                 s.ITEM_NEIGHBOURS,
@@ -271,7 +271,7 @@ class FeatureReader(OnlineReader):
         halves = self._cached(
             self.hemisphere_demand,
             {s.HEMISPHERE: hemisphere(region)},
-            (s.HEMISPHERE_ITEM_DEMAND, s.SIMILAR_ITEM_DEMAND),
+            (s.HEMISPHERE_ITEM_DEMAND, s.TITLE_ITEM_DEMAND),
             item_ids,
         )
         return [{s.ITEM_ID: i, **p, **r, **h} for i, p, r, h in zip(item_ids, items, regional, halves, strict=True)]
@@ -325,7 +325,7 @@ class FeatureReader(OnlineReader):
                         *s.ITEM_DEMAND_FEATURES,
                         *s.REGION_ITEM_DEMAND_FEATURES,
                         *s.HEMISPHERE_ITEM_DEMAND_FEATURES,
-                        *s.SIMILAR_ITEM_DEMAND_FEATURES,
+                        *s.TITLE_ITEM_DEMAND_FEATURES,
                     )
                 },
                 s.LAUNCH_TS: [r.get(s.LAUNCH_TS) for r in rows] + [None],

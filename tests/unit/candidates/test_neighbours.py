@@ -16,8 +16,8 @@ from seasonrec.candidates.neighbours import (
     SIMILAR_IDS,
     co_purchase_snapshots,
     item_neighbours,
-    similar_item_demand,
     snapshot_cuts,
+    title_item_demand,
     title_neighbours,
 )
 
@@ -222,48 +222,3 @@ def test_every_weeks_must_be_positive():
     with pytest.raises(ValueError, match="every_weeks"):
         item_neighbours(_purchases(LOG), _profiles([]), every_weeks=0, per_item=10)
 
-
-# --- the title neighbours' season ----------------------------------------------
-
-
-def _sales(rows: list[tuple[str, str, datetime, int]]) -> pl.LazyFrame:
-    """Purchase events (item, region, time, quantity), as `features build` reads them."""
-    return pl.LazyFrame(
-        [("u", item, region, at, quantity, "purchase") for item, region, at, quantity in rows],
-        schema={
-            s.USER_ID: pl.String,
-            s.ITEM_ID: pl.String,
-            s.REGION: pl.String,
-            s.EVENT_TS: pl.Datetime("us", "UTC"),
-            s.QUANTITY: pl.Int64,
-            s.EVENT_TYPE: pl.String,
-        },
-        orient="row",
-    )
-
-
-def _season(table: pl.DataFrame, half: str, item: str, cut: datetime) -> tuple[dict[int, float], int] | None:
-    """{ISO week: share} and units of the row an as-of reader sees at `cut`; None where it sees none."""
-    rows = table.filter(
-        (pl.col(s.HEMISPHERE) == half) & (pl.col(s.ITEM_ID) == item) & (pl.col(s.FEATURE_TS) <= cut)
-    ).sort(s.FEATURE_TS)
-    if rows.is_empty():
-        return None
-    shares, units = rows.select(s.SIMILAR_DEMAND_BY_WEEK, s.SIMILAR_SALES).row(-1)
-    return {week + 1: share for week, share in enumerate(shares) if share}, units
-
-
-def test_a_new_line_takes_its_title_neighbours_season_in_each_hemisphere_from_earlier_sales_only():
-    # N launches on the 10th next to A, which sold 3 units in Britain in ISO week 1 and 2 in Australia in week 2.
-    profiles = _profiles([("A", EARLY, [1.0, 0.0]), ("B", EARLY, [0.0, 1.0]), ("N", _at(10), [1.0, 0.05])])
-    sold = _sales([("A", "GB", _at(2), 3), ("B", "GB", _at(3), 1), ("A", "AU", _at(9), 2), ("A", "GB", _at(16), 7)])
-    table = similar_item_demand(sold, profiles, every_weeks=1, per_item=1)
-    assert _season(table, "north", "N", MON8) is None  # not launched yet
-    assert _season(table, "north", "N", MON15) == ({1: 1.0}, 3)
-    assert _season(table, "south", "N", MON15) == ({2: 1.0}, 2)
-    # A's own nearest title is now N, which has sold nothing: A's row says so, not B's stale season.
-    assert _season(table, "north", "A", MON8) == ({1: 1.0}, 1)
-    assert _season(table, "north", "A", MON15)[1] == 0
-    # The 7 units of the 16th count from the cut after them, and only then.
-    assert _season(table, "north", "N", MON22) == (pytest.approx({1: 0.3, 3: 0.7}), 10)
-    assert _season(table, "south", "B", MON8) is None  # nothing of A had sold in the south by then
