@@ -9,6 +9,7 @@ from views import (
     item_demand,
     item_neighbours,
     item_profile,
+    new_arrivals,
     region_item_demand,
     region_item_trends,
     seasonal_pools,
@@ -37,10 +38,10 @@ ranker_v1 = FeatureService(
     description="Ranker inputs, version 1.",
 )
 
-# Where candidates come from: the user's own purchases, the in-season pool for a region and week, and the
-# neighbours of the user's recent items.
+# Where candidates come from: the user's own purchases, the in-season pool for a region and week, the
+# neighbours of the user's recent items, and the hemisphere's new arrivals.
 candidates_v1 = FeatureService(
     name=s.CANDIDATES_SERVICE,
-    features=[user_repeats, seasonal_pools, item_neighbours],
+    features=[user_repeats, seasonal_pools, item_neighbours, new_arrivals],
     description="Candidate pools, version 1.",
 )

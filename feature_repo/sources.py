@@ -29,6 +29,8 @@ region_item_demand_source = _parquet(s.REGION_ITEM_DEMAND)
 hemisphere_item_demand_source = _parquet(s.HEMISPHERE_ITEM_DEMAND)
 # Per hemisphere and item: the week-of-year demand of the item's nearest titles.
 title_item_demand_source = _parquet(s.TITLE_ITEM_DEMAND)
+# Per hemisphere: the items launched in the last weeks, the most in season first.
+new_arrivals_source = _parquet(s.NEW_ARRIVALS)
 # 7- and 28-day sales per region and item.
 region_item_trends_source = _parquet(s.REGION_ITEM_TRENDS)
 # Top in-season items per region and ISO week.

@@ -12,6 +12,7 @@ from sources import (
     item_demand_source,
     item_neighbours_source,
     item_profile_source,
+    new_arrivals_source,
     region_item_demand_source,
     region_item_trends_source,
     seasonal_pools_source,
@@ -180,4 +181,13 @@ item_neighbours = FeatureView(
         Field(name=s.SIMILAR_IDS, dtype=Array(String), description="Nearest titles (cosine), nearest first."),
     ],
     source=item_neighbours_source,
+)
+
+# Candidate generation: the hemisphere's new arrivals, the most in season by their title first.
+new_arrivals = FeatureView(
+    name=s.NEW_ARRIVALS,
+    entities=[hemisphere],
+    ttl=TTL,
+    schema=[Field(name=s.NEW_ARRIVAL_IDS, dtype=Array(String), description="Item ids, most in season first.")],
+    source=new_arrivals_source,
 )

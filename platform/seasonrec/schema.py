@@ -75,6 +75,7 @@ ITEM_NEIGHBOURS = "item_neighbours"
 REGION_ITEM_DEMAND = "region_item_demand"
 HEMISPHERE_ITEM_DEMAND = "hemisphere_item_demand"
 TITLE_ITEM_DEMAND = "title_item_demand"
+NEW_ARRIVALS = "new_arrivals"
 OFFLINE_TABLES = (
     USER_STATS,
     USER_HISTORY,
@@ -88,6 +89,7 @@ OFFLINE_TABLES = (
     REGION_ITEM_DEMAND,
     HEMISPHERE_ITEM_DEMAND,
     TITLE_ITEM_DEMAND,
+    NEW_ARRIVALS,
 )
 
 # --- Feast: feature names per view -------------------------------------------
@@ -150,6 +152,9 @@ USER_REPEATS_FEATURES = (REPEAT_ITEM_IDS, REPEAT_WEIGHTS)
 CO_PURCHASE_IDS = "co_purchase_ids"
 SIMILAR_IDS = "similar_ids"
 ITEM_NEIGHBOURS_FEATURES = (CO_PURCHASE_IDS, SIMILAR_IDS)
+# Per hemisphere: the items launched in the last weeks, the most in season by their title first.
+NEW_ARRIVAL_IDS = "new_arrival_ids"
+NEW_ARRIVALS_FEATURES = (NEW_ARRIVAL_IDS,)
 
 # Request-time inputs of the on-demand view, and what it derives.
 REQUEST_TS = "request_ts"

@@ -1,18 +1,15 @@
 """The candidate sources and their union.
 
 Every function takes the state it needs as arguments (a pool, a history, a
-neighbour table, the catalogue's launch dates): serving hands in what the online
+neighbour table, the new arrivals): serving hands in what the online
 store holds now, the evaluation what was known at the start of each test week.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
-
-import polars as pl
 
 from seasonrec import schema as s
 from seasonrec.data.calendar import hemisphere
@@ -20,6 +17,7 @@ from seasonrec.data.calendar import hemisphere
 NEIGHBOURS_PER_ITEM = 10
 # Neighbours of this many of the user's latest items: older ones say less about what comes next.
 RECENT_ITEMS = 5
+# The new-arrival source: launched in the last NEW_ARRIVAL_DAYS, at most NEW_ARRIVALS (`features.title_season`).
 NEW_ARRIVAL_DAYS = 45
 NEW_ARRIVALS = 20
 
@@ -84,27 +82,6 @@ def neighbours_of(history: Sequence[str], table: Mapping[str, Sequence[str]]) ->
     return list(dict.fromkeys(n for item in recent_items(history) for n in table.get(item, ())))
 
 
-class Launches:
-    """Items by launch time, newest first (ties by id), searchable by time window in O(log n)."""
-
-    def __init__(self, pairs: Iterable[tuple[str, int]]):
-        ordered = sorted(pairs, key=lambda p: (-p[1], p[0]))
-        self.item_ids = [item for item, _ in ordered]
-        self._negated = [-ts for _, ts in ordered]  # ascending, for bisect
-
-    def __iter__(self):
-        return zip(self.item_ids, (-t for t in self._negated), strict=True)
-
-    def between(self, oldest: float, newest: float) -> list[str]:
-        """Items launched in [oldest, newest], newest first."""
-        return self.item_ids[bisect_left(self._negated, -newest) : bisect_right(self._negated, -oldest)]
-
-
-def fresh_arrivals(arrivals: Launches, now: float) -> list[str]:
-    """Items launched in the last `NEW_ARRIVAL_DAYS` before `now`, newest first."""
-    return arrivals.between(now - NEW_ARRIVAL_DAYS * 86_400, now)[:NEW_ARRIVALS]
-
-
 def gather(proposals: Mapping[str, Sequence[str]], limit: int, first: Mapping[str, int] | None = None) -> CandidateSet:
     """The union of the sources' lists, at most `limit` items.
 
@@ -135,27 +112,22 @@ def propose(
     pool: Sequence[str],
     history: Sequence[str],
     neighbours: Neighbours,
-    arrivals: Launches,
-    now: float,
+    arrivals: Sequence[str],
     limit: int,
     repeats: Sequence[str] = (),
     repeat_limit: int = 0,
 ) -> CandidateSet:
     """The service's candidates for one request, with the state as of that request.
 
-    `repeats` are the user's bought items by decayed frequency (`user_repeats`); the first `repeat_limit` of
-    them come before every other source.
+    `arrivals` are the hemisphere's new arrivals, the most in season first (`new_arrivals`). `repeats` are the
+    user's bought items by decayed frequency (`user_repeats`); the first `repeat_limit` of them come before
+    every other source.
     """
     proposals = {
         s.SOURCE_REPEAT: list(repeats),
         s.SOURCE_SEASONAL_POOL: list(pool),
         s.SOURCE_CO_PURCHASE: neighbours_of(history, neighbours.co_purchase),
         s.SOURCE_SIMILAR: neighbours_of(history, neighbours.similar),
-        s.SOURCE_NEW_ARRIVAL: fresh_arrivals(arrivals, now),
+        s.SOURCE_NEW_ARRIVAL: list(arrivals),
     }
     return gather(proposals, limit, first={s.SOURCE_REPEAT: repeat_limit})
-
-
-def launches(profiles: pl.DataFrame) -> Launches:
-    """Every item's launch (Unix time) from item profile rows."""
-    return Launches(profiles.select(s.ITEM_ID, s.LAUNCH_TS).unique(s.ITEM_ID).drop_nulls().rows())

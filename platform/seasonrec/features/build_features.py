@@ -16,7 +16,7 @@ import polars as pl
 
 from seasonrec import schema as s
 from seasonrec.candidates import neighbours
-from seasonrec.candidates.sources import NEIGHBOURS_PER_ITEM
+from seasonrec.candidates.sources import NEIGHBOURS_PER_ITEM, NEW_ARRIVAL_DAYS, NEW_ARRIVALS
 from seasonrec.config import FeaturesConfig, PrivacyConfig
 from seasonrec.data.validate import find_table, require_columns, scan_table
 from seasonrec.features import tables, title_season
@@ -80,6 +80,9 @@ def build_features(
         ).lazy(),
         s.TITLE_ITEM_DEMAND: lambda: title_season.title_item_demand(
             events, items_df, cfg.neighbours_every_weeks
+        ).lazy(),
+        s.NEW_ARRIVALS: lambda: title_season.new_arrivals(
+            events, items_df, cfg.neighbours_every_weeks, NEW_ARRIVAL_DAYS, NEW_ARRIVALS
         ).lazy(),
     }
     rows = {}

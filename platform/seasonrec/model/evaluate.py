@@ -26,14 +26,22 @@ import polars as pl
 import torch
 
 from seasonrec import schema as s
-from seasonrec.candidates.sources import launches, propose
+from seasonrec.candidates.sources import propose
 from seasonrec.config import Settings
 from seasonrec.data.validate import find_table, scan_table
 from seasonrec.errors import SeasonrecError
 from seasonrec.model.baselines import BASELINES, Baselines
 from seasonrec.model.batch import personal, user_arrays
 from seasonrec.model.metrics import LIST_METRICS, METRICS, list_metrics, mean_metrics, rank_metrics, recall
-from seasonrec.model.replay import Bought, Catalogue, NeighbourTable, WeekItems, requests, table, user_state
+from seasonrec.model.replay import (
+    ArrivalTable,
+    Bought,
+    Catalogue,
+    NeighbourTable,
+    WeekItems,
+    requests,
+    user_state,
+)
 from seasonrec.model.train import load_model
 from seasonrec.progress import progress
 from seasonrec.serving.rules import Rules, from_columns, load_rules, purchases, rerank
@@ -63,7 +71,7 @@ class Replay:
             self.item_vectors = self.model.item_vectors(self.item_ids, static["cand_categories"], static["cand_titles"])
         self.baselines = Baselines(purchases, self.catalogue.ids, cooccurrence_until=start)
         self.neighbours = NeighbourTable(features)
-        self.arrivals = launches(table(features, s.ITEM_PROFILE))
+        self.arrivals = ArrivalTable(features)
         self.rules: Rules = load_rules(settings.paths.resolve(settings.serving.rules_path))
         self.limit = settings.serving.candidates
         self.repeat_limit = settings.serving.repeat_candidates
@@ -108,15 +116,14 @@ class Replay:
         return {name: np.where(items.listed, v, -np.inf) for name, v in out.items()}
 
     def known_candidates(
-        self, user: dict, pool: list[str], ts: int, items: WeekItems
+        self, user: dict, pool: list[str], ts: int, items: WeekItems, region: str
     ) -> tuple[np.ndarray, list[tuple[str, ...]]]:
         """The service's candidates (catalogue indices of listed items) and the sources of each."""
         proposed = propose(
             pool,
             user.get(s.HISTORY_ITEM_IDS) or [],
             self.neighbours.at(datetime.fromtimestamp(ts, UTC)),
-            self.arrivals,
-            ts,
+            self.arrivals.at(ts, region),
             self.limit,
             user.get(s.REPEAT_ITEM_IDS) or [],
             self.repeat_limit,
@@ -256,7 +263,7 @@ def replay_requests(replay: Replay, reqs: pl.DataFrame, start: datetime) -> list
                 continue
             bought = replay.baselines.history(user[s.USER_ID], ts)
             splits = {k: v for k, v in _splits(truth, bought, new).items() if len(v)}
-            cand, sources = replay.known_candidates(user, pool, ts, items)
+            cand, sources = replay.known_candidates(user, pool, ts, items, region)
             base = {"week": at.date().isoformat()}
             for source in (*s.CANDIDATE_SOURCES, UNION):
                 mine = cand[[source == UNION or source in src for src in sources]] if len(cand) else cand

@@ -14,6 +14,7 @@ over hundreds of regions be evaluated in minutes.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -82,6 +83,22 @@ def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
     )
     keep = ("week_sin", "week_cos", "days_to_holiday", s.HISTORY_AGE_HOURS)
     return state.with_columns(pl.Series(k, context[k]) for k in keep)
+
+
+class ArrivalTable:
+    """`new_arrivals` as of a moment: the hemisphere's latest list stamped at or before it."""
+
+    def __init__(self, features: Path):
+        rows = table(features, s.NEW_ARRIVALS).sort(s.FEATURE_TS)
+        self._lists = {
+            half: (frame[s.FEATURE_TS].dt.epoch("s").to_list(), frame[s.NEW_ARRIVAL_IDS].to_list())
+            for (half,), frame in rows.partition_by(s.HEMISPHERE, as_dict=True).items()
+        }
+
+    def at(self, ts: int, region: str) -> list[str]:
+        stamps, lists = self._lists.get(hemisphere(region), ([], []))
+        i = bisect_right(stamps, ts)
+        return lists[i - 1] if i else []
 
 
 class NeighbourTable:

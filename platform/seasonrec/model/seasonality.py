@@ -104,7 +104,7 @@ def seasonal_correctness(
             bought = replay.bought.arrays(group[s.USER_ID].to_list(), at)
             scores = replay.scores(group, items, ts, region, bought)
             for i, user in enumerate(group.iter_rows(named=True)):
-                cand, sources = replay.known_candidates(user, pool, ts, items)
+                cand, sources = replay.known_candidates(user, pool, ts, items, region)
                 own = {k: v[i] for k, v in bought.items()}
                 if examples is not None and i == 0 and at.month in EXAMPLE_MONTHS:
                     ranked = replay.served_items(scores["ranker"][i], cand, sources, items, user, at, region, own)

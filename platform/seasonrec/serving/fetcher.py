@@ -28,9 +28,7 @@ import numpy as np
 from seasonrec import schema as s
 from seasonrec.candidates.sources import (
     CandidateSet,
-    Launches,
     Neighbours,
-    launches,
     merge_pools,
     pool_scopes,
     propose,
@@ -198,6 +196,7 @@ class FeatureReader(OnlineReader):
                 s.REGION_ITEM_TRENDS,
                 s.SEASONAL_POOLS,
                 s.ITEM_NEIGHBOURS,
+                s.NEW_ARRIVALS,
             ),
         )
         cfg = settings.serving
@@ -208,7 +207,7 @@ class FeatureReader(OnlineReader):
         self.fallback_pools = _offline_pools(settings)
         # The same live rules file as the ReRanker's, for its pins only.
         self.rules = RuleBook(settings.paths.resolve(settings.serving.rules_path))
-        self.new_arrivals = _new_arrivals(settings)
+        self.arrivals = TTLCache(4, cfg.item_cache_ttl_s)
         self.locks = UserLocks(self.store, self.provider)
         self.new_users = TokenBucket(cfg.new_user_events_per_minute)
 
@@ -229,14 +228,23 @@ class FeatureReader(OnlineReader):
         pools = self.fallback_pools
         return next((pools[(r, week)] for r in pool_scopes(region) if (r, week) in pools), [])
 
-    def candidates(self, user: dict, pool: list[str], at: datetime) -> CandidateSet:
+    def candidates(self, user: dict, pool: list[str], region: str) -> CandidateSet:
         """The user's own purchases, the seasonal pool, neighbours of the recent items, and new arrivals."""
         history = user.get(s.HISTORY_ITEM_IDS) or []
         cfg = self.settings.serving
         repeats = user.get(s.REPEAT_ITEM_IDS) or []
-        now, limit = at.timestamp(), cfg.candidates
         neighbours = self.neighbours_of(recent_items(history))
-        return propose(pool, history, neighbours, self.new_arrivals, now, limit, repeats, cfg.repeat_candidates)
+        arrivals = self.new_arrivals(region)
+        return propose(pool, history, neighbours, arrivals, cfg.candidates, repeats, cfg.repeat_candidates)
+
+    def new_arrivals(self, region: str) -> list[str]:
+        """The hemisphere's new arrivals, the most in season first (`new_arrivals`), cached like the items."""
+        half = hemisphere(region)
+        found = self.arrivals.get(half)
+        if found is None:
+            found = self._read(s.NEW_ARRIVALS, [{s.HEMISPHERE: half}])[0].get(s.NEW_ARRIVAL_IDS) or []
+            self.arrivals.put(half, found)
+        return found
 
     def neighbours_of(self, item_ids: list[str]) -> Neighbours:
         """The `item_neighbours` rows of these items, cached: they change only when materialized."""
@@ -309,7 +317,7 @@ class FeatureReader(OnlineReader):
         pool = dict(self.pool(region, at))
         # Candidates the caller names were proposed by no source of ours; those the catalogue lacks are dropped.
         known = self.known_items(candidates) if candidates else []
-        proposed = CandidateSet(known, [()] * len(known)) if candidates else self.candidates(user, list(pool), at)
+        proposed = CandidateSet(known, [()] * len(known)) if candidates else self.candidates(user, list(pool), region)
         proposed = self.with_pins(proposed, region, at)
         rows = self.item_rows(proposed.item_ids, region)
         for row, own in zip(rows, self.bought(user_id, proposed.item_ids) if rows else [], strict=True):
@@ -422,13 +430,3 @@ def _offline_pools(settings: Settings) -> dict[tuple[str, int], list[tuple[str, 
         (r, w): list(zip(items, scores, strict=True))
         for r, w, items, scores in latest.select(s.REGION, s.WEEK_OF_YEAR, s.POOL_ITEM_IDS, s.POOL_SCORES).rows()
     }
-
-
-def _new_arrivals(settings: Settings) -> Launches:
-    """Every item's launch, for the new-arrival source."""
-    import polars as pl
-
-    path = settings.paths.features / f"{s.ITEM_PROFILE}.parquet"
-    if not path.is_file():
-        return Launches([])
-    return launches(pl.read_parquet(path, columns=[s.ITEM_ID, s.LAUNCH_TS]))

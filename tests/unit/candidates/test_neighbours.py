@@ -17,7 +17,6 @@ from seasonrec.candidates.neighbours import (
     co_purchase_snapshots,
     item_neighbours,
     snapshot_cuts,
-    title_item_demand,
     title_neighbours,
 )
 
@@ -221,4 +220,3 @@ def test_an_empty_log_gives_an_empty_table():
 def test_every_weeks_must_be_positive():
     with pytest.raises(ValueError, match="every_weeks"):
         item_neighbours(_purchases(LOG), _profiles([]), every_weeks=0, per_item=10)
-

@@ -1,19 +1,13 @@
-"""Candidate sources on hand-made pools, histories and launch dates: what each proposes and how they are merged."""
+"""Candidate sources on hand-made pools, histories and arrivals: what each proposes and how they are merged."""
 
 from __future__ import annotations
 
-import polars as pl
-
 from seasonrec import schema as s
 from seasonrec.candidates.sources import (
-    NEW_ARRIVAL_DAYS,
-    NEW_ARRIVALS,
     NO_NEIGHBOURS,
     CandidateSet,
-    Launches,
     Neighbours,
     gather,
-    launches,
     merge_pools,
     propose,
 )
@@ -25,8 +19,6 @@ POOL, CO, NEW, REPEAT, SIMILAR = (
     s.SOURCE_REPEAT,
     s.SOURCE_SIMILAR,
 )
-DAY = 86_400
-NOW = 1_700_000_000
 
 
 # --- gather ------------------------------------------------------------------
@@ -83,69 +75,50 @@ def test_of_source_keeps_candidate_order():
 def test_neighbours_come_from_the_latest_five_history_items_latest_first():
     history = [f"h{i}" for i in range(1, 8)]  # oldest first, as the history feature holds it
     neighbours = Neighbours({f"h{i}": [f"n{i}"] for i in range(1, 8)}, {})
-    got = propose([], history, neighbours, Launches([]), NOW, limit=100)
+    got = propose([], history, neighbours, [], limit=100)
     assert got.of_source(CO) == ["n7", "n6", "n5", "n4", "n3"]
 
 
 def test_neighbours_shared_by_recent_items_appear_once():
     neighbours = Neighbours({"h1": ["x", "y"], "h2": ["y", "z"]}, {})
-    got = propose([], ["h1", "h2"], neighbours, Launches([]), NOW, limit=100)
+    got = propose([], ["h1", "h2"], neighbours, [], limit=100)
     assert got.of_source(CO) == ["y", "z", "x"]
 
 
 def test_an_item_bought_again_counts_once_among_the_recent_items():
     history = ["h1", "h2", "h3", "h4", "h5", "h5", "h5"]
     neighbours = Neighbours({f"h{i}": [f"n{i}"] for i in range(1, 6)}, {})
-    got = propose([], history, neighbours, Launches([]), NOW, limit=100)
+    got = propose([], history, neighbours, [], limit=100)
     assert got.of_source(CO) == ["n5", "n4", "n3", "n2", "n1"]
 
 
 def test_title_neighbours_of_recent_items_are_their_own_source():
     neighbours = Neighbours({"h1": ["x"]}, {"h1": ["new-launch", "x"]})
-    got = propose([], ["h1"], neighbours, Launches([]), NOW, limit=100)
+    got = propose([], ["h1"], neighbours, [], limit=100)
     assert set(got.of_source(SIMILAR)) == {"new-launch", "x"}
     assert got.sources[got.item_ids.index("x")] == (CO, SIMILAR)
 
 
 def test_the_users_own_purchases_come_first_up_to_their_quota_then_take_turns():
     repeats = ["r1", "r2", "r3", "r4"]
-    got = propose(["p1", "p2"], [], NO_NEIGHBOURS, Launches([]), NOW, limit=5, repeats=repeats, repeat_limit=2)
+    got = propose(["p1", "p2"], [], NO_NEIGHBOURS, [], limit=5, repeats=repeats, repeat_limit=2)
     assert got.item_ids == ["r1", "r2", "r3", "p1", "r4"]
     assert got.of_source(REPEAT) == ["r1", "r2", "r3", "r4"]
 
 
 def test_a_repeat_item_also_in_the_pool_lists_both_sources():
-    got = propose(["r1"], [], NO_NEIGHBOURS, Launches([]), NOW, limit=5, repeats=["r1"], repeat_limit=1)
+    got = propose(["r1"], [], NO_NEIGHBOURS, [], limit=5, repeats=["r1"], repeat_limit=1)
     assert got.item_ids == ["r1"] and got.sources == [(REPEAT, POOL)]
-
-
-def test_new_arrivals_are_launched_recently_and_never_after_now():
-    arrivals = Launches(
-        [
-            ("stale", NOW - (NEW_ARRIVAL_DAYS + 1) * DAY),
-            ("future", NOW + DAY),
-            ("older", NOW - (NEW_ARRIVAL_DAYS - 1) * DAY),
-            ("fresh", NOW - 2 * DAY),
-        ]
-    )
-    got = propose([], [], NO_NEIGHBOURS, arrivals, NOW, limit=100)
-    assert got.of_source(NEW) == ["fresh", "older"]
-
-
-def test_new_arrivals_are_capped_newest_first():
-    arrivals = Launches([(f"i{k:02d}", NOW - k * 3600) for k in range(NEW_ARRIVALS + 5)])
-    got = propose([], [], NO_NEIGHBOURS, arrivals, NOW, limit=100)
-    assert got.of_source(NEW) == [f"i{k:02d}" for k in range(NEW_ARRIVALS)]
 
 
 def test_propose_unites_the_three_sources():
     neighbours = Neighbours({"h1": ["p1", "n1"]}, {})
-    got = propose(["p1", "p2"], ["h1"], neighbours, Launches([("new1", NOW - DAY)]), NOW, limit=100)
+    got = propose(["p1", "p2"], ["h1"], neighbours, ["new1"], limit=100)
     assert got.item_ids == ["p1", "new1", "p2", "n1"]
     assert got.sources == [(POOL, CO), (NEW,), (POOL,), (CO,)]
 
 
-# --- merge_pools, launches -----------------------------
+# --- merge_pools -------------------------------------
 
 
 def test_the_regions_pool_comes_first_topped_up_from_all_regions_without_duplicates():
@@ -159,13 +132,3 @@ def test_a_region_without_a_pool_falls_back_to_all_regions():
     everywhere = {s.POOL_ITEM_IDS: ["c"], s.POOL_SCORES: [0.7]}
     assert merge_pools([missing, everywhere]) == [("c", 0.7)]
     assert merge_pools([]) == []
-
-
-def test_launches_newest_first_without_unknown_dates():
-    profiles = pl.DataFrame(
-        {
-            s.ITEM_ID: ["old", "new", "b_tie", "a_tie", "new", "undated"],
-            s.LAUNCH_TS: [100, 500, 300, 300, 500, None],
-        }
-    )
-    assert list(launches(profiles)) == [("new", 500), ("a_tie", 300), ("b_tie", 300), ("old", 100)]

@@ -135,14 +135,14 @@ def test_week_units_are_the_regions_own_sales_around_this_week():
     assert week_units(51, (None, None)) == 0.0
 
 
-def test_a_line_that_has_not_sold_takes_its_title_neighbours_season():
-    """A new "Beach Towel" has no sales anywhere: its season is the one its nearest titles sold in its hemisphere."""
-    neighbours_south = (_profile(SUMMER_SOUTH, 0.8), 40)
-    january, level = week_demand(SUMMER_SOUTH, (None, None), (None, None), (None, None), neighbours_south)
-    july, _ = week_demand(SUMMER_NORTH, (None, None), (None, None), (None, None), neighbours_south)
-    assert level == "similar"
+def test_a_line_that_has_not_sold_takes_its_titles_season():
+    """A new "Beach Towel" has no sales anywhere: its season is the one its title's words sold in its hemisphere."""
+    title_south = (_profile(SUMMER_SOUTH, 0.8), 40)
+    january, level = week_demand(SUMMER_SOUTH, (None, None), (None, None), (None, None), title_south)
+    july, _ = week_demand(SUMMER_NORTH, (None, None), (None, None), (None, None), title_south)
+    assert level == "title"
     assert january > 5 > 1 > july
-    # Its own sales, once it has enough, outweigh its neighbours'.
+    # Its own sales, once it has enough, outweigh its title's.
     own = (_profile(SUMMER_NORTH, 0.8), 1_000)
-    july, level = week_demand(SUMMER_NORTH, (None, None), own, own, neighbours_south)
+    july, level = week_demand(SUMMER_NORTH, (None, None), own, own, title_south)
     assert level == "hemisphere" and july > 5

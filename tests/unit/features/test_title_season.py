@@ -10,7 +10,7 @@ import pytest
 
 from seasonrec import schema as s
 from seasonrec.features.context import week_demand
-from seasonrec.features.title_season import title_item_demand, title_profiles, title_words
+from seasonrec.features.title_season import new_arrivals, title_item_demand, title_profiles, title_words
 
 EARLY = datetime(2023, 6, 1, tzinfo=UTC)
 
@@ -55,7 +55,9 @@ def test_a_word_that_sells_as_the_shop_does_leaves_the_season_to_one_that_does_n
     units[0, 27] = 30  # "Summer Towel" sells in week 28
     units[1] = 2.0  # "Bath Towel" sells all year
     units[2] = 2.0  # "Wool Scarf" too
-    incidence = np.array([[1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]], dtype=float)  # summer towel bath wool scarf
+    incidence = np.array(
+        [[1, 1, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 1, 1]], dtype=float
+    )  # summer towel bath wool scarf
     new = np.array([[1, 0, 0, 0, 1]], dtype=float)  # a new "Summer Scarf"
     shares, evidence = title_profiles(units, np.vstack([incidence, new]))
     summer_scarf = shares[3]
@@ -91,3 +93,39 @@ def test_a_new_line_takes_its_words_season_in_each_hemisphere_from_earlier_sales
     # The garden chair's 30 units of February count from the cut after them, and only then.
     before = _as_of(table, "north", "B", january)[1]
     assert _as_of(table, "north", "B", datetime(2024, 4, 1, tzinfo=UTC))[1] == before + 30
+
+
+def _arrivals(table: pl.DataFrame, half: str, at: datetime) -> list[str]:
+    rows = table.filter((pl.col(s.HEMISPHERE) == half) & (pl.col(s.FEATURE_TS) <= at)).sort(s.FEATURE_TS)
+    return [] if rows.is_empty() else rows[s.NEW_ARRIVAL_IDS][-1].to_list()
+
+
+def test_new_arrivals_are_the_recent_launches_most_in_season_first_in_each_hemisphere():
+    beach = [("b1", "Beach Towel", EARLY), ("b2", "Beach Ball", EARLY)]
+    wool = [("w1", "Wool Hat", EARLY), ("w2", "Wool Socks", EARLY)]
+    new = [
+        ("n_wool", "Wool Scarf", datetime(2024, 6, 20, tzinfo=UTC)),
+        ("n_beach", "Beach Bag", datetime(2024, 6, 10, tzinfo=UTC)),
+        ("n_plain", "Garden Chair", datetime(2024, 6, 25, tzinfo=UTC)),
+    ]
+    july, january = datetime(2023, 7, 10, tzinfo=UTC), datetime(2024, 1, 10, tzinfo=UTC)
+    # Britain buys beach lines in July and wool in January; Australia the other way round.
+    sold = _sales(
+        [(i, "GB", july, 20) for i, *_ in beach]
+        + [(i, "GB", january, 20) for i, *_ in wool]
+        + [(i, "AU", january, 20) for i, *_ in beach]
+        + [(i, "AU", july, 20) for i, *_ in wool]
+        + [("w1", "DE", datetime(2024, 10, 1, tzinfo=UTC), 1)]  # the log runs into October
+    )
+    table = new_arrivals(sold, _items(beach + wool + new), every_weeks=4, days=45, size=10)
+    assert table.columns == [s.HEMISPHERE, s.FEATURE_TS, s.NEW_ARRIVAL_IDS]
+    assert _arrivals(table, "north", datetime(2024, 6, 1, tzinfo=UTC)) == []  # none launched yet
+    assert _arrivals(table, "north", datetime(2024, 6, 15, tzinfo=UTC)) == ["n_beach"]  # n_wool is not out yet
+    july_2024 = datetime(2024, 7, 8, tzinfo=UTC)
+    assert _arrivals(table, "north", july_2024) == ["n_beach", "n_plain", "n_wool"]
+    assert _arrivals(table, "south", july_2024) == ["n_wool", "n_plain", "n_beach"]
+    # Forty-five days after its launch an item is no longer new.
+    assert _arrivals(table, "north", datetime(2024, 7, 30, tzinfo=UTC)) == ["n_plain", "n_wool"]
+    assert _arrivals(table, "north", datetime(2024, 9, 1, tzinfo=UTC)) == []
+    # Past the log's last cut nothing is written: the list stays what it was when the data ended.
+    assert table[s.FEATURE_TS].max() <= datetime(2024, 10, 7, tzinfo=UTC)

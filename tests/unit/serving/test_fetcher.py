@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 from seasonrec import schema as s
-from seasonrec.candidates.sources import Launches
 from seasonrec.config import PROJECT_ROOT, Settings
 from seasonrec.serving.fetcher import FeatureReader, TitleEmbeddings, TTLCache
 from seasonrec.serving.rules import RuleBook
@@ -57,8 +56,8 @@ class CatalogueReader(FeatureReader):
     def __init__(self, profiles: dict[str, dict], cache_size: int = 100, rules: Path = DEFAULT_RULES):
         self.settings = Settings()
         self.rules = RuleBook(rules)
-        self.items, self.trends, self.hemisphere_demand, self.neighbours = (TTLCache(cache_size, 60) for _ in range(4))
-        self.new_arrivals = Launches([])
+        caches = (TTLCache(cache_size, 60) for _ in range(5))
+        self.items, self.trends, self.hemisphere_demand, self.neighbours, self.arrivals = caches
         self.profiles, self.asked = profiles, []
 
     def _read(self, view, rows):
