@@ -27,9 +27,11 @@ def served(stack):
     settings, url = stack
     if TritonServer(settings).state() is None:
         TritonServer(settings).start()
-        deadline = time.monotonic() + 60
-        while httpx.get(f"{url}/readyz", timeout=10).status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.5)
+    # Ready again, whatever an earlier module left: a restarted Triton loads its model on a busy machine slowly.
+    deadline = time.monotonic() + 180
+    while httpx.get(f"{url}/readyz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the shared stack is not ready 180 s after Triton was started again"
+        time.sleep(0.5)
     return settings, url
 
 
