@@ -74,7 +74,7 @@ def title_profiles(
 
 @dataclass(frozen=True)
 class TitleSeasons:
-    """Every launched item's title profile at every cut, per hemisphere."""
+    """Every item's title profile at every cut, per hemisphere, from the lines on sale then."""
 
     cuts: list[datetime]
     cut_us: np.ndarray  # [cut], Unix microseconds
