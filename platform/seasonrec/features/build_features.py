@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -58,6 +59,7 @@ def build_features(
     embeddings, made_by = _embeddings(items_df, cfg)
     timings = {"title_embeddings": round(time.perf_counter() - started, 2)}
 
+    seasons = cache(lambda: title_season.title_seasons(events, items_df, cfg.neighbours_every_weeks))
     plans = {
         s.USER_STATS: lambda: tables.user_stats(events),
         s.USER_HISTORY: lambda: tables.user_history(events, cfg.history_length),
@@ -78,12 +80,9 @@ def build_features(
             cfg.neighbours_every_weeks,
             NEIGHBOURS_PER_ITEM,
         ).lazy(),
-        s.TITLE_ITEM_DEMAND: lambda: title_season.title_item_demand(
-            events, items_df, cfg.neighbours_every_weeks
-        ).lazy(),
-        s.NEW_ARRIVALS: lambda: title_season.new_arrivals(
-            events, items_df, cfg.neighbours_every_weeks, NEW_ARRIVAL_DAYS, NEW_ARRIVALS
-        ).lazy(),
+        # Both from the same title seasons, worked out once.
+        s.TITLE_ITEM_DEMAND: lambda: title_season.title_item_demand(seasons()).lazy(),
+        s.NEW_ARRIVALS: lambda: title_season.new_arrivals(seasons(), NEW_ARRIVAL_DAYS, NEW_ARRIVALS).lazy(),
     }
     rows = {}
     with task("feature tables", total=len(plans)) as bar:

@@ -144,10 +144,9 @@ def title_seasons(events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int) -
     return TitleSeasons(cuts, cut_us, item_ids, launch_us, shares, evidence)
 
 
-def title_item_demand(events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int) -> pl.DataFrame:
+def title_item_demand(seasons: TitleSeasons | None) -> pl.DataFrame:
     """The offline `title_item_demand` table: (hemisphere, item_id, event_timestamp, title_demand_by_week,
-    title_sales), from the purchase events and the items (id, title, launch time)."""
-    seasons = title_seasons(events, items, every_weeks)
+    title_sales), from `title_seasons`."""
     if seasons is None:
         return pl.DataFrame(schema=_SCHEMA)
     ids = np.array(seasons.item_ids)
@@ -183,7 +182,7 @@ _ARRIVALS_SCHEMA = {
 }
 
 
-def new_arrivals(events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int, days: int, size: int) -> pl.DataFrame:
+def new_arrivals(seasons: TitleSeasons | None, days: int, size: int) -> pl.DataFrame:
     """The offline `new_arrivals` table: per hemisphere, the items launched in the last `days`, most in season first.
 
     A row is written at every launch and at every end of a `days`-long window, up to the log's last cut, where the
@@ -192,7 +191,6 @@ def new_arrivals(events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int, da
     title level alone), so a new "Beach Towel" leads Australia's list in January and trails it in July; ties go
     to the newest, then the id.
     """
-    seasons = title_seasons(events, items, every_weeks)
     if seasons is None:
         return pl.DataFrame(schema=_ARRIVALS_SCHEMA)
     known = seasons.launch_us > np.iinfo(np.int64).min

@@ -10,7 +10,13 @@ import pytest
 
 from seasonrec import schema as s
 from seasonrec.features.context import week_demand
-from seasonrec.features.title_season import new_arrivals, title_item_demand, title_profiles, title_words
+from seasonrec.features.title_season import (
+    new_arrivals,
+    title_item_demand,
+    title_profiles,
+    title_seasons,
+    title_words,
+)
 
 EARLY = datetime(2023, 6, 1, tzinfo=UTC)
 
@@ -79,7 +85,7 @@ def test_a_new_line_takes_its_words_season_in_each_hemisphere_from_earlier_sales
         [("A", "GB", december, 40), ("B", "GB", december, 5), ("B", "GB", datetime(2023, 7, 5, tzinfo=UTC), 5)]
         + [("A", "AU", december, 8), ("B", "GB", january, 30)]
     )
-    table = title_item_demand(sold, items, every_weeks=4)
+    table = title_item_demand(title_seasons(sold, items, every_weeks=4))
     assert _as_of(table, "north", "N", datetime(2024, 1, 9, tzinfo=UTC)) is None  # not launched yet
     later = datetime(2024, 2, 5, tzinfo=UTC)  # after the first cut since the launch, before the January units count
     shares, units = _as_of(table, "north", "N", later)
@@ -117,7 +123,7 @@ def test_new_arrivals_are_the_recent_launches_most_in_season_first_in_each_hemis
         + [(i, "AU", july, 20) for i, *_ in wool]
         + [("w1", "DE", datetime(2024, 10, 1, tzinfo=UTC), 1)]  # the log runs into October
     )
-    table = new_arrivals(sold, _items(beach + wool + new), every_weeks=4, days=45, size=10)
+    table = new_arrivals(title_seasons(sold, _items(beach + wool + new), every_weeks=4), days=45, size=10)
     assert table.columns == [s.HEMISPHERE, s.FEATURE_TS, s.NEW_ARRIVAL_IDS]
     assert _arrivals(table, "north", datetime(2024, 6, 1, tzinfo=UTC)) == []  # none launched yet
     assert _arrivals(table, "north", datetime(2024, 6, 15, tzinfo=UTC)) == ["n_beach"]  # n_wool is not out yet
