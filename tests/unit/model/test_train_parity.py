@@ -119,8 +119,9 @@ def test_two_ddp_workers_end_where_one_device_ends(tmp_path):
 
     arrays, val = _groups(64), _groups(24, seed=1)
     del arrays["group"], val["group"]
-    # patience=1 with lr this high stops early: both workers must stop at the single-device epoch.
-    options = TrainOptions(epochs=4, batch_size=16, lr=5e-2, patience=1, id_dropout=0.0, seed=0)
+    # patience=1 with lr this high stops early: both workers must stop at the single-device epoch. Not higher:
+    # at 5e-2 the sums gloo adds in another order drifted 0.2% apart by the third epoch on an AMD EPYC.
+    options = TrainOptions(epochs=4, batch_size=16, lr=2e-2, patience=1, id_dropout=0.0, seed=0)
     torch.manual_seed(0)
     state = SeasonalRanker(CFG).state_dict()
     single = SeasonalRanker(CFG)
