@@ -78,7 +78,11 @@ item_demand = FeatureView(
     ttl=TTL,
     schema=[
         Field(name=s.DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of units in ISO week w at index w-1."),
-        Field(name=s.TOTAL_SALES, dtype=Int64, description="Units sold so far."),
+        Field(
+            name=s.TOTAL_DEMAND,
+            dtype=Int64,
+            description="Units of demand so far: units sold, views, carts (features.demand_weights).",
+        ),
         Field(name=s.BUY_DAYS, dtype=Int64, description="(user, day) purchases of it so far."),
         Field(name=s.REBUY_DAYS, dtype=Int64, description="Of those, the ones by a user who had bought it before."),
     ],
@@ -92,7 +96,7 @@ region_item_demand = FeatureView(
     ttl=TTL,
     schema=[
         Field(name=s.REGION_DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of the region's units by week."),
-        Field(name=s.REGION_SALES, dtype=Int64, description="Units sold in the region so far."),
+        Field(name=s.REGION_DEMAND, dtype=Int64, description="Units of demand in the region so far."),
     ],
     source=region_item_demand_source,
 )
@@ -104,7 +108,7 @@ hemisphere_item_demand = FeatureView(
     ttl=TTL,
     schema=[
         Field(name=s.HEMISPHERE_DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of its units by week."),
-        Field(name=s.HEMISPHERE_SALES, dtype=Int64, description="Units sold in the hemisphere so far."),
+        Field(name=s.HEMISPHERE_DEMAND, dtype=Int64, description="Units of demand in the hemisphere so far."),
     ],
     source=hemisphere_item_demand_source,
 )
@@ -116,7 +120,7 @@ title_item_demand = FeatureView(
     ttl=TTL,
     schema=[
         Field(name=s.TITLE_DEMAND_BY_WEEK, dtype=Array(Float32), description="Share of their units by week."),
-        Field(name=s.TITLE_SALES, dtype=Int64, description="Units its title neighbours sold there so far."),
+        Field(name=s.TITLE_DEMAND, dtype=Int64, description="Mean units of demand of its title words there so far."),
     ],
     source=title_item_demand_source,
 )

@@ -76,6 +76,20 @@ class IngestConfig(_Model):
     max_quantity: float = Field(100_000.0, gt=0)
 
 
+class DemandWeights(_Model):
+    """What the week-of-year profiles count as demand: each unit sold, and each view and cart, at these weights.
+
+    A profile says *when* an item is wanted, and a view says that as well as a sale does: a shop that sells an
+    item three times a year shows it ten times as often (the synthetic shop: 18,744 views and 1,829 purchases),
+    so counting views gives a season to lines that sell too little to have one. A log of purchases alone
+    (Online Retail II) gets the same profiles either way. Whole numbers, so the totals stay counts.
+    """
+
+    view: int = Field(1, ge=0)
+    cart: int = Field(1, ge=0)
+    purchase: int = Field(1, ge=0)  # per unit
+
+
 class FeaturesConfig(_Model):
     history_length: int = Field(20, gt=0)
     pool_size: int = Field(100, gt=0)
@@ -91,6 +105,7 @@ class FeaturesConfig(_Model):
     repeat_half_life_days: float = Field(90.0, gt=0)
     # The item neighbour table is recomputed every this many weeks of the log (a row only where it changed).
     neighbours_every_weeks: int = Field(4, gt=0)
+    demand_weights: DemandWeights = DemandWeights()
 
 
 class FeastConfig(_Model):

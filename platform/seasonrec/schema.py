@@ -110,8 +110,8 @@ USER_HISTORY_FEATURES = (HISTORY_ITEM_IDS, HISTORY_TS, HISTORY_EVENT_TYPES)
 TITLE_EMBEDDING = "title_embedding"
 ITEM_PROFILE_FEATURES = (CATEGORY, PRICE, LAUNCH_TS, STOCK, TITLE_EMBEDDING)
 DEMAND_BY_WEEK = "demand_by_week"
-TOTAL_SALES = "total_sales"
-ITEM_DEMAND_FEATURES = (DEMAND_BY_WEEK, TOTAL_SALES)
+TOTAL_DEMAND = "total_demand"
+ITEM_DEMAND_FEATURES = (DEMAND_BY_WEEK, TOTAL_DEMAND)
 # How much an item is bought again by the same people: of the (user, day) purchases of it so far, how many were
 # not the user's first. The recently_bought rule keeps a staple visible where its shop's data says so.
 BUY_DAYS = "buy_days"
@@ -120,16 +120,16 @@ ITEM_REBUY_FEATURES = (BUY_DAYS, REBUY_DAYS)
 # The same week-of-year profile per region and per hemisphere: seasonality is regional (features.context
 # shrinks the region's towards its hemisphere's and the hemisphere's towards the global one).
 REGION_DEMAND_BY_WEEK = "region_demand_by_week"
-REGION_SALES = "region_sales"
+REGION_DEMAND = "region_demand"
 HEMISPHERE_DEMAND_BY_WEEK = "hemisphere_demand_by_week"
-HEMISPHERE_SALES = "hemisphere_sales"
-REGION_ITEM_DEMAND_FEATURES = (REGION_DEMAND_BY_WEEK, REGION_SALES)
-HEMISPHERE_ITEM_DEMAND_FEATURES = (HEMISPHERE_DEMAND_BY_WEEK, HEMISPHERE_SALES)
+HEMISPHERE_DEMAND = "hemisphere_demand"
+REGION_ITEM_DEMAND_FEATURES = (REGION_DEMAND_BY_WEEK, REGION_DEMAND)
+HEMISPHERE_ITEM_DEMAND_FEATURES = (HEMISPHERE_DEMAND_BY_WEEK, HEMISPHERE_DEMAND)
 # The same profile from the units of the item's nearest titles in the hemisphere: a "Christmas" or "Beach" line
 # that has sold a few units, or none yet, takes its season from the lines named like it.
 TITLE_DEMAND_BY_WEEK = "title_demand_by_week"
-TITLE_SALES = "title_sales"
-TITLE_ITEM_DEMAND_FEATURES = (TITLE_DEMAND_BY_WEEK, TITLE_SALES)
+TITLE_DEMAND = "title_demand"
+TITLE_ITEM_DEMAND_FEATURES = (TITLE_DEMAND_BY_WEEK, TITLE_DEMAND)
 # Which profile an item's weekly demand rests on: the region's own, its hemisphere's, its title neighbours' in
 # the hemisphere, or its own in all regions.
 DEMAND_LEVEL = "demand_level"

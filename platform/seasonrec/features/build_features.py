@@ -59,17 +59,19 @@ def build_features(
     embeddings, made_by = _embeddings(items_df, cfg)
     timings = {"title_embeddings": round(time.perf_counter() - started, 2)}
 
-    seasons = cache(lambda: title_season.title_seasons(events, items_df, cfg.neighbours_every_weeks))
+    seasons = cache(
+        lambda: title_season.title_seasons(events, items_df, cfg.neighbours_every_weeks, cfg.demand_weights)
+    )
     plans = {
         s.USER_STATS: lambda: tables.user_stats(events),
         s.USER_HISTORY: lambda: tables.user_history(events, cfg.history_length),
         s.ITEM_PROFILE: lambda: tables.item_profile(items_df.lazy(), embeddings),
-        s.ITEM_DEMAND: lambda: tables.item_demand(events),
-        s.REGION_ITEM_DEMAND: lambda: tables.region_item_demand(events),
-        s.HEMISPHERE_ITEM_DEMAND: lambda: tables.hemisphere_item_demand(events),
+        s.ITEM_DEMAND: lambda: tables.item_demand(events, cfg.demand_weights),
+        s.REGION_ITEM_DEMAND: lambda: tables.region_item_demand(events, cfg.demand_weights),
+        s.HEMISPHERE_ITEM_DEMAND: lambda: tables.hemisphere_item_demand(events, cfg.demand_weights),
         s.REGION_ITEM_TRENDS: lambda: tables.region_item_trends(events),
         s.SEASONAL_POOLS: lambda: tables.seasonal_pools(
-            events, cfg.pool_size, cfg.pool_seasonal_weight, cfg.pool_recent_weight
+            events, cfg.pool_size, cfg.pool_seasonal_weight, cfg.pool_recent_weight, cfg.demand_weights
         ),
         s.USER_ITEM_STATS: lambda: tables.user_item_stats(events),
         s.USER_REPEATS: lambda: tables.user_repeats(events, cfg.repeat_size, cfg.repeat_half_life_days),

@@ -19,9 +19,11 @@ from datetime import timedelta
 import polars as pl
 
 from seasonrec import schema as s
+from seasonrec.config import DemandWeights
 from seasonrec.data.calendar import SOUTHERN
 
 PURCHASE = pl.col(s.EVENT_TYPE) == "purchase"
+DEMAND_WEIGHTS = DemandWeights()  # the config's defaults, for callers without a config
 
 
 def _day(ts: pl.Expr) -> pl.Expr:
@@ -109,10 +111,27 @@ def _purchases(events: pl.LazyFrame) -> pl.LazyFrame:
     return events.filter(PURCHASE).select(s.USER_ID, s.ITEM_ID, s.REGION, s.EVENT_TS, s.QUANTITY)
 
 
-def _demand(purchases: pl.LazyFrame, keys: list[str], profile: str, total: str) -> pl.LazyFrame:
-    """Per `keys`, one row per week with sales: the share of units sold in each ISO week of the year so far."""
+def demand(events: pl.LazyFrame, weights: DemandWeights) -> pl.LazyFrame:
+    """The events a seasonal profile counts, as `_purchases` rows whose quantity is their units of demand: a
+    purchase's units times `weights.purchase`, a view or cart `weights.view` or `weights.cart`."""
+    units = (
+        pl.when(PURCHASE)
+        .then(pl.col(s.QUANTITY) * weights.purchase)
+        .when(pl.col(s.EVENT_TYPE) == "view")
+        .then(pl.lit(weights.view))
+        .when(pl.col(s.EVENT_TYPE) == "cart")
+        .then(pl.lit(weights.cart))
+        .otherwise(pl.lit(0))
+    )
+    return events.select(s.USER_ID, s.ITEM_ID, s.REGION, s.EVENT_TS, units.cast(pl.Int64).alias(s.QUANTITY)).filter(
+        pl.col(s.QUANTITY) > 0
+    )
+
+
+def _demand(wanted: pl.LazyFrame, keys: list[str], profile: str, total: str) -> pl.LazyFrame:
+    """Per `keys`, one row per week with demand: the share of its units in each ISO week of the year so far."""
     weekly = (
-        purchases.group_by(*keys, _week_start(pl.col(s.EVENT_TS)).alias("week"))
+        wanted.group_by(*keys, _week_start(pl.col(s.EVENT_TS)).alias("week"))
         .agg(pl.col(s.QUANTITY).sum().alias("units"))
         .with_columns(pl.col("week").dt.week().alias("woy"))
     )
@@ -129,9 +148,9 @@ def _demand(purchases: pl.LazyFrame, keys: list[str], profile: str, total: str) 
     )
 
 
-def item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Share of an item's units sold in each ISO week of the year, over all regions, from all weeks so far; and its
-    (user, day) purchases so far, and how many of them were re-buys."""
+def item_demand(events: pl.LazyFrame, weights: DemandWeights = DEMAND_WEIGHTS) -> pl.LazyFrame:
+    """Share of an item's demand (`demand`) in each ISO week of the year, over all regions, from all weeks so far;
+    and its (user, day) purchases so far, and how many of them were re-buys."""
     days = _buy_days(events).with_columns(
         (pl.col("day").rank("ordinal").over([s.USER_ID, s.ITEM_ID]) > 1).alias("again"),
         _week_start(pl.col("day")).alias("week"),
@@ -144,19 +163,19 @@ def item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
         pl.col("buys").cum_sum().over(**running).cast(pl.Int64).alias(s.BUY_DAYS),
         pl.col("rebuys").cum_sum().over(**running).cast(pl.Int64).alias(s.REBUY_DAYS),
     )
-    demand = _demand(_purchases(events), [s.ITEM_ID], s.DEMAND_BY_WEEK, s.TOTAL_SALES)
-    return demand.join(counts, on=[s.ITEM_ID, s.FEATURE_TS], how="left", maintain_order="left")
+    profile = _demand(demand(events, weights), [s.ITEM_ID], s.DEMAND_BY_WEEK, s.TOTAL_DEMAND)
+    return profile.join(counts, on=[s.ITEM_ID, s.FEATURE_TS], how="left", maintain_order="left")
 
 
-def region_item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
-    """The same profile from one region's sales: in Australia, summer lines sell in January."""
-    return _demand(_purchases(events), [s.REGION, s.ITEM_ID], s.REGION_DEMAND_BY_WEEK, s.REGION_SALES)
+def region_item_demand(events: pl.LazyFrame, weights: DemandWeights = DEMAND_WEIGHTS) -> pl.LazyFrame:
+    """The same profile from one region's demand: in Australia, summer lines sell in January."""
+    return _demand(demand(events, weights), [s.REGION, s.ITEM_ID], s.REGION_DEMAND_BY_WEEK, s.REGION_DEMAND)
 
 
-def hemisphere_item_demand(events: pl.LazyFrame) -> pl.LazyFrame:
-    """The same profile from one hemisphere's sales: the prior of its regions, and a new region's profile."""
-    purchases = _purchases(events).with_columns(hemisphere(pl.col(s.REGION)).alias(s.HEMISPHERE))
-    return _demand(purchases, [s.HEMISPHERE, s.ITEM_ID], s.HEMISPHERE_DEMAND_BY_WEEK, s.HEMISPHERE_SALES)
+def hemisphere_item_demand(events: pl.LazyFrame, weights: DemandWeights = DEMAND_WEIGHTS) -> pl.LazyFrame:
+    """The same profile from one hemisphere's demand: the prior of its regions, and a new region's profile."""
+    wanted = demand(events, weights).with_columns(hemisphere(pl.col(s.REGION)).alias(s.HEMISPHERE))
+    return _demand(wanted, [s.HEMISPHERE, s.ITEM_ID], s.HEMISPHERE_DEMAND_BY_WEEK, s.HEMISPHERE_DEMAND)
 
 
 def hemisphere(region: pl.Expr) -> pl.Expr:
@@ -195,16 +214,22 @@ def region_item_trends(events: pl.LazyFrame) -> pl.LazyFrame:
     ).with_columns(((pl.col("sales_7d") / 7.0) / (pl.col("sales_28d") / 28.0 + 1e-3)).alias("trend_ratio"))
 
 
-def seasonal_pools(events: pl.LazyFrame, size: int, seasonal_weight: float, recent_weight: float) -> pl.LazyFrame:
+def seasonal_pools(
+    events: pl.LazyFrame,
+    size: int,
+    seasonal_weight: float,
+    recent_weight: float,
+    weights: DemandWeights = DEMAND_WEIGHTS,
+) -> pl.LazyFrame:
     """Top in-season items per region and target week, plus a pool per hemisphere and one for all regions.
 
-    An item's score for week W is its units in the same weeks a year earlier
+    An item's score for week W is its units of demand (`demand`) in the same weeks a year earlier
     (W-53..W-51) times `seasonal_weight`, plus its units in the four weeks before
     W times `recent_weight`: last year's season, blended with what sells now.
     Pools are written for every week of the data and for the 52 weeks after it.
     """
     weekly = (
-        _purchases(events)
+        demand(events, weights)
         .with_columns(_week_start(pl.col(s.EVENT_TS)).alias("week"))
         .group_by(s.REGION, s.ITEM_ID, "week")
         .agg(pl.col(s.QUANTITY).sum().cast(pl.Float64).alias("units"))

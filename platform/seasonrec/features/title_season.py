@@ -22,8 +22,10 @@ import polars as pl
 
 from seasonrec import schema as s
 from seasonrec.candidates.neighbours import cuts_of
+from seasonrec.config import DemandWeights
 from seasonrec.data.calendar import SOUTHERN
 from seasonrec.features.context import week_demand
+from seasonrec.features.tables import DEMAND_WEIGHTS, demand
 
 # Words of three letters or more: "of", "a" and "11.11" say nothing of a season on their own.
 WORD = re.compile(r"[^\W\d_]{3,}")
@@ -35,7 +37,7 @@ _SCHEMA = {
     s.ITEM_ID: pl.String,
     s.FEATURE_TS: pl.Datetime("us", "UTC"),
     s.TITLE_DEMAND_BY_WEEK: pl.List(pl.Float32),
-    s.TITLE_SALES: pl.Int64,
+    s.TITLE_DEMAND: pl.Int64,
 }
 
 
@@ -89,8 +91,11 @@ class TitleSeasons:
         return self.launch_us <= self.cut_us[c]
 
 
-def title_seasons(events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int) -> TitleSeasons | None:
-    """The title profiles at the cuts of the purchase log; None without purchases or items."""
+def title_seasons(
+    events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int, weights: DemandWeights = DEMAND_WEIGHTS
+) -> TitleSeasons | None:
+    """The title profiles at the cuts of the purchase log, from the demand `weights` count; None without
+    purchases or items."""
     cuts = cuts_of(events, every_weeks)
     catalogue = items.select(s.ITEM_ID, s.TITLE, s.LAUNCH_TS).drop_nulls([s.ITEM_ID]).unique(s.ITEM_ID).sort(s.ITEM_ID)
     if not cuts or catalogue.is_empty():
@@ -111,7 +116,7 @@ def title_seasons(events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int) -
         .to_numpy()
     )
     sold = (
-        events.filter(pl.col(s.EVENT_TYPE) == "purchase")
+        demand(events, weights)
         .filter(pl.col(s.ITEM_ID).is_in(item_ids))
         .select(
             s.ITEM_ID,
@@ -146,7 +151,7 @@ def title_seasons(events: pl.LazyFrame, items: pl.DataFrame, every_weeks: int) -
 
 def title_item_demand(seasons: TitleSeasons | None) -> pl.DataFrame:
     """The offline `title_item_demand` table: (hemisphere, item_id, event_timestamp, title_demand_by_week,
-    title_sales), from `title_seasons`."""
+    title_demand), from `title_seasons`."""
     if seasons is None:
         return pl.DataFrame(schema=_SCHEMA)
     ids = np.array(seasons.item_ids)
@@ -161,17 +166,17 @@ def title_item_demand(seasons: TitleSeasons | None) -> pl.DataFrame:
                         s.ITEM_ID: ids[launched],
                         s.FEATURE_TS: [cut] * int(launched.sum()),
                         s.TITLE_DEMAND_BY_WEEK: pl.Series(seasons.shares[c, h][launched].tolist()),
-                        s.TITLE_SALES: np.round(seasons.evidence[c, h][launched]).astype(np.int64),
+                        s.TITLE_DEMAND: np.round(seasons.evidence[c, h][launched]).astype(np.int64),
                     },
                     schema=_SCHEMA,
                 )
             )
     key = [s.HEMISPHERE, s.ITEM_ID]
     changed = pl.any_horizontal(
-        pl.col(c).ne_missing(pl.col(c).shift(1).over(key)) for c in (s.TITLE_DEMAND_BY_WEEK, s.TITLE_SALES)
+        pl.col(c).ne_missing(pl.col(c).shift(1).over(key)) for c in (s.TITLE_DEMAND_BY_WEEK, s.TITLE_DEMAND)
     )
     # A row of no units is written only once its words had some: an as-of reader must not keep a stale season.
-    ever_sold = pl.col(s.TITLE_SALES).cum_max().over(key) > 0
+    ever_sold = pl.col(s.TITLE_DEMAND).cum_max().over(key) > 0
     return pl.concat(frames).sort(*key, s.FEATURE_TS).filter(changed & ever_sold)
 
 

@@ -162,7 +162,7 @@ class Replay:
             "stock": [c.stock[i] for i in cand],
             "launch_ts": c.launch_ts[cand].tolist(),
             "demand_index": _nullable(items.columns["item_week_demand"][cand]),
-            "total_sales": _nullable(items.columns["total_sales"][cand]),
+            "total_demand": _nullable(items.columns["total_demand"][cand]),
             "demand_level": items.columns[s.DEMAND_LEVEL][cand].tolist(),
             "rebuy_share": _nullable(items.columns["rebuy_share"][cand]),
             "trend_ratio": _nullable(items.columns["trend_ratio"][cand]),

@@ -243,7 +243,7 @@ class Catalogue:
             "item_week_demand": np.array([np.nan if d is None else d for d, _ in found]),
             s.WEEK_UNITS: np.array(units, dtype=np.float64),
             s.DEMAND_LEVEL: np.array([level for _, level in found], dtype=object),
-            s.TOTAL_SALES: np.array([np.nan if n is None else n for _, n in everywhere], dtype=np.float64),
+            s.TOTAL_DEMAND: np.array([np.nan if n is None else n for _, n in everywhere], dtype=np.float64),
         }
 
     def week(self, at: datetime, region: str) -> WeekItems:

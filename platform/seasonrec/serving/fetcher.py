@@ -52,7 +52,7 @@ ITEM_COLUMNS = (
     s.PRICE,
     s.STOCK,
     s.LAUNCH_TS,
-    "total_sales",
+    "total_demand",
     "sales_7d",
     "sales_28d",
     "trend_ratio",

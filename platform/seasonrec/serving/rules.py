@@ -70,7 +70,7 @@ class NewArrival(_Rule):
 class OffSeason(_Rule):
     # Demote items that sell far below their average this week and have sold enough to tell.
     max_demand_index: float = Field(0.3, ge=0)
-    min_total_sales: int = Field(20, ge=0)
+    min_total_demand: int = Field(20, ge=0)
     weight: float = 0.5
 
 
@@ -183,7 +183,7 @@ class Candidate:
     stock: int | None = None
     launch_ts: int | None = None
     demand_index: float | None = None
-    total_sales: int | None = None
+    total_demand: int | None = None
     trend_ratio: float | None = None
     sources: tuple[str, ...] = ()  # the candidate sources that proposed it
     # The user's own purchases of the item (`user_item_stats`): days bought, first and latest (Unix time).
@@ -307,7 +307,7 @@ def _adjust(c: Candidate, rules: Rules, now: float, region: str) -> None:
     if (
         c.demand_index is not None
         and c.demand_index < off.max_demand_index
-        and (c.total_sales or 0) >= off.min_total_sales
+        and (c.total_demand or 0) >= off.min_total_demand
     ):
         c.score -= off.weight
         c.reasons.append(_seasonal_reason("off_season", c, region))

@@ -124,7 +124,7 @@ def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
         "stock": items[s.STOCK],
         "launch_ts": items[s.LAUNCH_TS],
         "demand_index": items["item_week_demand"],
-        "total_sales": items["total_sales"],
+        "total_demand": items["total_demand"],
         "demand_level": items.get(s.DEMAND_LEVEL),
         "rebuy_share": [rebuy_share(b, r) for b, r in zip(buys, rebuys, strict=True)],
         "trend_ratio": items["trend_ratio"],

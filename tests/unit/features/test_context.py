@@ -20,7 +20,7 @@ def test_context_for_a_december_request_in_two_hemispheres():
             s.REQUEST_TS: [at, at],
             s.REGION: ["GB", "CN"],
             s.DEMAND_BY_WEEK: [demand, None],
-            s.TOTAL_SALES: [10_000, None],
+            s.TOTAL_DEMAND: [10_000, None],
             s.LAUNCH_TS: [at - 10 * 86400, None],
             s.HISTORY_TS: [[at - 3600, at - 7200], None],
         }

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from seasonrec import schema as s
+from seasonrec.config import DemandWeights
 from seasonrec.data.calendar import hemisphere as calendar_hemisphere
 from seasonrec.features import tables
 
@@ -36,7 +37,7 @@ SUN = [
     buy("U1", "SUN", utc(2024, 1, 10, 10), 4, "AU"),
     buy("U2", "SUN", utc(2024, 1, 17, 10), 2, "NZ"),
     buy("U3", "SUN", utc(2024, 7, 10, 10), 10, "GB"),
-    ("U3", "SUN", utc(2024, 7, 11, 10), "view", 50, 1.0, "GB"),  # views sell nothing
+    ("U3", "SUN", utc(2024, 7, 11, 10), "view", 50, 1.0, "GB"),  # a view is one unit of demand, whatever its quantity
 ]
 
 
@@ -59,10 +60,10 @@ def test_hemisphere_expression_agrees_with_the_calendar():
 
 def test_region_profile_is_keyed_by_region_and_item_and_sums_to_one():
     out = tables.region_item_demand(events(SUN)).collect()
-    assert set(out.columns) == {s.REGION, s.ITEM_ID, s.FEATURE_TS, s.REGION_DEMAND_BY_WEEK, s.REGION_SALES}
+    assert set(out.columns) == {s.REGION, s.ITEM_ID, s.FEATURE_TS, s.REGION_DEMAND_BY_WEEK, s.REGION_DEMAND}
     assert sorted(out.select(s.REGION, s.ITEM_ID).unique().rows()) == [("AU", "SUN"), ("GB", "SUN"), ("NZ", "SUN")]
     au = latest(tables.region_item_demand(events(SUN)), region="AU")
-    assert au[s.REGION_SALES] == 4
+    assert au[s.REGION_DEMAND] == 4
     assert len(au[s.REGION_DEMAND_BY_WEEK]) == s.WEEKS_PER_YEAR
     assert au[s.REGION_DEMAND_BY_WEEK][1] == pytest.approx(1.0)  # week 2 holds all of Australia's units
     assert sum(au[s.REGION_DEMAND_BY_WEEK]) == pytest.approx(1.0)
@@ -71,17 +72,17 @@ def test_region_profile_is_keyed_by_region_and_item_and_sums_to_one():
 
 
 def test_hemisphere_profile_pools_its_regions_sales():
-    """South: AU's 4 units in week 2 and NZ's 2 in week 3; north: GB's 10 in week 28."""
+    """South: AU's 4 units in week 2 and NZ's 2 in week 3; north: GB's 10 and a view in week 28."""
     frame = tables.hemisphere_item_demand(events(SUN))
     assert sorted(frame.collect()[s.HEMISPHERE].unique().to_list()) == ["north", "south"]
     south = latest(frame, hemisphere="south")
-    assert south[s.HEMISPHERE_SALES] == 6
+    assert south[s.HEMISPHERE_DEMAND] == 6
     assert south[s.HEMISPHERE_DEMAND_BY_WEEK][1] == pytest.approx(4 / 6)
     assert south[s.HEMISPHERE_DEMAND_BY_WEEK][2] == pytest.approx(2 / 6)
     assert sum(south[s.HEMISPHERE_DEMAND_BY_WEEK]) == pytest.approx(1.0)
     assert south[s.FEATURE_TS] == utc(2024, 1, 22)
     north = latest(frame, hemisphere="north")
-    assert north[s.HEMISPHERE_SALES] == 10
+    assert north[s.HEMISPHERE_DEMAND] == 11
     assert north[s.HEMISPHERE_DEMAND_BY_WEEK][27] == pytest.approx(1.0)
 
 
@@ -90,17 +91,29 @@ def test_a_southern_summer_item_peaks_in_january_in_the_south_but_in_july_global
     every = latest(tables.item_demand(events(SUN)), item_id="SUN")
     assert week_of_peak(south[s.HEMISPHERE_DEMAND_BY_WEEK]) == 2
     assert week_of_peak(every[s.DEMAND_BY_WEEK]) == 28
-    assert every[s.TOTAL_SALES] == 16
-    assert every[s.DEMAND_BY_WEEK][1] == pytest.approx(4 / 16)
-    assert every[s.DEMAND_BY_WEEK][27] == pytest.approx(10 / 16)
+    assert every[s.TOTAL_DEMAND] == 17
+    assert every[s.DEMAND_BY_WEEK][1] == pytest.approx(4 / 17)
+    assert every[s.DEMAND_BY_WEEK][27] == pytest.approx(11 / 17)
     assert sum(every[s.DEMAND_BY_WEEK]) == pytest.approx(1.0)
 
 
 def test_a_hemisphere_profile_in_january_does_not_know_july():
     """Point in time: the south's and the world's rows stamped before July hold only January's sales."""
     world = tables.item_demand(events(SUN)).collect().filter(pl.col(s.FEATURE_TS) < utc(2024, 7, 1)).sort(s.FEATURE_TS)
-    assert world[s.TOTAL_SALES].to_list() == [4, 6]
+    assert world[s.TOTAL_DEMAND].to_list() == [4, 6]
     assert all(p[27] == 0 for p in world[s.DEMAND_BY_WEEK].to_list())
+
+
+def test_demand_counts_units_sold_and_views_and_carts_at_their_weights():
+    """A view or cart counts its weight once, whatever its quantity field; a purchase counts its units times
+    its weight; a weight of 0 leaves that kind out (views 0: the purchase-only profile)."""
+    log = [*SUN, ("U3", "SUN", utc(2024, 7, 11, 11), "cart", 3, 1.0, "GB")]
+    got = lambda **w: tables.demand(events(log), DemandWeights(**w)).collect()[s.QUANTITY].sum()  # noqa: E731
+    assert got() == 16 + 1 + 1
+    assert got(view=0, cart=0) == 16
+    assert got(view=3, cart=0, purchase=2) == 32 + 3
+    north = latest(tables.hemisphere_item_demand(events(log), DemandWeights(view=0, cart=0)), hemisphere="north")
+    assert north[s.HEMISPHERE_DEMAND] == 10
 
 
 # Pools: AU and NZ buy SUN in January, GB buys WOOL the same weeks.

@@ -78,7 +78,7 @@ def test_item_demand_is_a_share_per_iso_week_known_at_week_end():
     out = tables.item_demand(events(rows)).collect().sort(s.FEATURE_TS)
     assert out[s.FEATURE_TS].to_list() == [utc(2024, 12, 9), utc(2024, 12, 16)]
     latest = out.to_dicts()[-1]
-    assert latest["total_sales"] == 4
+    assert latest["total_demand"] == 4
     assert latest[s.DEMAND_BY_WEEK][48] == pytest.approx(0.75)
     assert latest[s.DEMAND_BY_WEEK][49] == pytest.approx(0.25)
     assert sum(latest[s.DEMAND_BY_WEEK]) == pytest.approx(1.0)

@@ -47,7 +47,7 @@ def _as_of(table: pl.DataFrame, half: str, item: str, at: datetime) -> tuple[lis
     rows = table.filter(
         (pl.col(s.HEMISPHERE) == half) & (pl.col(s.ITEM_ID) == item) & (pl.col(s.FEATURE_TS) <= at)
     ).sort(s.FEATURE_TS)
-    return None if rows.is_empty() else rows.select(s.TITLE_DEMAND_BY_WEEK, s.TITLE_SALES).row(-1)
+    return None if rows.is_empty() else rows.select(s.TITLE_DEMAND_BY_WEEK, s.TITLE_DEMAND).row(-1)
 
 
 def test_title_words_are_distinct_lower_case_words_of_three_letters_or_more():

@@ -130,7 +130,7 @@ def test_in_season_reason_names_whose_season_it_is(level, reason):
 
 
 def test_off_season_reason_names_the_level_too():
-    coat = Candidate("COAT", 1.0, category="coats", demand_index=0.1, total_sales=50, demand_level="hemisphere")
+    coat = Candidate("COAT", 1.0, category="coats", demand_index=0.1, total_demand=50, demand_level="hemisphere")
     assert shown([coat]) == {"COAT": ["off_season:AU:hemisphere"]}
 
 

@@ -93,8 +93,8 @@ CASES = {
         [("B", ["new_arrival"]), ("A", []), ("C", [])],
     ),
     "off_season demotes an item that sells far below average": (
-        {"off_season": {"max_demand_index": 0.3, "min_total_sales": 20, "weight": 0.5}},
-        [item("A", 2.0, demand_index=0.1, total_sales=50), item("B", 1.8), item("C", 1.7, demand_index=0.1)],
+        {"off_season": {"max_demand_index": 0.3, "min_total_demand": 20, "weight": 0.5}},
+        [item("A", 2.0, demand_index=0.1, total_demand=50), item("B", 1.8), item("C", 1.7, demand_index=0.1)],
         {},
         [("B", []), ("C", []), ("A", ["off_season:GB"])],
     ),

@@ -16,7 +16,7 @@ def _fetched() -> dict:
         "stock": [3, 0],
         "launch_ts": [1_700_000_000, None],
         "item_week_demand": [0.5, 2.0],
-        "total_sales": [10, None],
+        "total_demand": [10, None],
         "trend_ratio": [1.2, None],
     }
     return {"items": items}
