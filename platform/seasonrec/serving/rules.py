@@ -68,10 +68,10 @@ class NewArrival(_Rule):
 
 
 class OffSeason(_Rule):
-    # Demote items that sell far below their average this week and have sold enough to tell.
+    # Demote items that sell far below their average this week, on enough demand (units, views, carts) to tell.
     max_demand_index: float = Field(0.3, ge=0)
     min_total_demand: int = Field(20, ge=0)
-    weight: float = 0.5
+    weight: float = 1.0
 
 
 class Campaign(_Rule):
