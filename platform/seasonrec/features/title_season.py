@@ -1,14 +1,14 @@
 """The season of an item's title words, per hemisphere and point in time: the `title_item_demand` table.
 
 A line that has sold a few units, or none yet, has little season of its own, but its title often names it:
-"Christmas", "Beach", "Lantern". Each word's week-of-year profile pools the units of every line whose title
+"Christmas", "Beach", "Lantern". Each word's week-of-year profile pools the units of demand of every line whose title
 holds it, smoothed towards the shop's year by WORD_PRIOR_UNITS. A line's title profile is naive Bayes over its
 words: the shop's own year times each word's lift over it. A word that sells as the shop does ("Scarf",
 "Set") leaves the shape to one that does not ("Summer"), and two words of one season sharpen it. Its units
 are the mean of its words' units: how much `features.context.week_demand` trusts it against the line's own.
 
 Rows are written at the cuts of `item_neighbours` (every `features.neighbours_every_weeks` weeks), from the
-purchases strictly before each cut and the titles of the items launched by it, where a row changed.
+demand (`tables.demand`) strictly before each cut and the titles of the items launched by it, where a row changed.
 """
 
 from __future__ import annotations
