@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from seasonrec import schema as s
+from seasonrec.config import DemandWeights
 from seasonrec.features.context import week_demand
 from seasonrec.features.title_season import (
     new_arrivals,
@@ -99,6 +100,20 @@ def test_a_new_line_takes_its_words_season_in_each_hemisphere_from_earlier_sales
     # The garden chair's 30 units of February count from the cut after them, and only then.
     before = _as_of(table, "north", "B", january)[1]
     assert _as_of(table, "north", "B", datetime(2024, 4, 1, tzinfo=UTC))[1] == before + 30
+
+
+def test_views_teach_a_word_its_season_as_sales_do_unless_their_weight_is_zero():
+    """A shop that shows a line far more often than it sells it: the views count at `features.demand_weights`."""
+    items = _items([("A", "Christmas Bauble", EARLY), ("N", "Christmas Mug", datetime(2024, 1, 10, tzinfo=UTC))])
+    december = datetime(2023, 12, 20, tzinfo=UTC)
+    bought = _sales([("A", "GB", december, 2), ("A", "GB", datetime(2024, 3, 1, tzinfo=UTC), 1)])
+    seen = bought.with_columns(pl.lit("view").alias(s.EVENT_TYPE), pl.lit(1, pl.Int64).alias(s.QUANTITY))
+    shown = pl.concat([bought, *[seen.filter(pl.col(s.EVENT_TS) == december)] * 30])
+    later = datetime(2024, 2, 5, tzinfo=UTC)
+    with_views = _as_of(title_item_demand(title_seasons(shown, items, every_weeks=4)), "north", "N", later)
+    without = title_seasons(shown, items, every_weeks=4, weights=DemandWeights(view=0))
+    assert with_views[1] == 16  # (2 units + 30 views) for "christmas", none for "mug": the mean is 16
+    assert _as_of(title_item_demand(without), "north", "N", later)[1] == 1
 
 
 def _arrivals(table: pl.DataFrame, half: str, at: datetime) -> list[str]:
