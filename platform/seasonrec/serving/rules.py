@@ -72,6 +72,9 @@ class OffSeason(_Rule):
     max_demand_index: float = Field(0.3, ge=0)
     min_total_demand: int = Field(20, ge=0)
     weight: float = 1.0
+    # Not for an item this customer has bought on at least this many days (null: for every item): their own
+    # staple is in season for them whatever the shop sells that week (configs/rules.yaml says why).
+    spare_min_buy_days: int | None = Field(1, ge=1)
 
 
 class Campaign(_Rule):
@@ -308,6 +311,7 @@ def _adjust(c: Candidate, rules: Rules, now: float, region: str) -> None:
         c.demand_index is not None
         and c.demand_index < off.max_demand_index
         and (c.total_demand or 0) >= off.min_total_demand
+        and not (off.spare_min_buy_days and (c.buy_days or 0) >= off.spare_min_buy_days)
     ):
         c.score -= off.weight
         c.reasons.append(_seasonal_reason("off_season", c, region))

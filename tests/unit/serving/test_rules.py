@@ -93,10 +93,20 @@ CASES = {
         [("B", ["new_arrival"]), ("A", []), ("C", [])],
     ),
     "off_season demotes an item that sells far below average": (
-        {"off_season": {"max_demand_index": 0.3, "min_total_demand": 20, "weight": 0.5}},
+        {"off_season": {"max_demand_index": 0.3, "min_total_demand": 20, "weight": 0.5, "spare_min_buy_days": None}},
         [item("A", 2.0, demand_index=0.1, total_demand=50), item("B", 1.8), item("C", 1.7, demand_index=0.1)],
         {},
         [("B", []), ("C", []), ("A", ["off_season:GB"])],
+    ),
+    "off_season spares what this customer has bought on enough days": (
+        {"off_season": {"max_demand_index": 0.3, "min_total_demand": 20, "weight": 0.5, "spare_min_buy_days": 2}},
+        [
+            item("A", 2.0, demand_index=0.1, total_demand=50, buy_days=2),
+            item("B", 1.9, demand_index=0.1, total_demand=50, buy_days=1),
+            item("C", 1.8),
+        ],
+        {},
+        [("A", []), ("C", []), ("B", ["off_season:GB"])],
     ),
     "a campaign boosts its categories and items in its window and region": (
         {"campaigns": [{**XMAS, "categories": ["decor"], "items": ["C"], "weight": 0.5}]},
