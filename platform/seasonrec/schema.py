@@ -158,8 +158,8 @@ NEW_ARRIVALS_FEATURES = (NEW_ARRIVAL_IDS,)
 
 # Request-time inputs of the on-demand view, and what it derives.
 REQUEST_TS = "request_ts"
-# The region's units of the item in the weeks around this one in earlier years: how much this season sold there
-# last year, where the demand index says only when in its year an item sells.
+# The region's units of demand of the item in the weeks around this one in earlier years: how much this season
+# sold there last year, where the demand index says only when in its year an item sells.
 WEEK_UNITS = "item_week_units"
 SEASONAL_CONTEXT_FEATURES = (
     "week_sin",

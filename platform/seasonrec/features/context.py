@@ -26,14 +26,13 @@ def _request_context(ts: int, region: str | None) -> tuple[int, float, float, in
     return week, math.sin(angle), math.cos(angle), days
 
 
-# Regional demand is shrunk towards the hemisphere's, that towards the item's title neighbours' in the
+# Regional demand is shrunk towards the hemisphere's, that towards the season of the item's title words in the
 # hemisphere, and that towards the item's own in all regions (a hierarchical Dirichlet-multinomial prior, the
-# additive-smoothing form of empirical Bayes): a level with N units sold weighs N / (N + PRIOR_UNITS) against
-# the level above. A region that has sold PRIOR_UNITS of an item counts half; one that has sold nothing falls
-# back entirely. All regions' profile is itself smoothed towards a flat year with GLOBAL_PRIOR_UNITS spread
-# evenly over the weeks. Both are small: a shop that
-# sells a few units of an item a season (the synthetic shop sells one a purchase) must keep its season,
-# and 50 units flattened it there (docs/benchmarks.md).
+# additive-smoothing form of empirical Bayes): a level with N units of demand (units sold, views, carts:
+# `tables.demand`) weighs N / (N + PRIOR_UNITS) against the level above. A region with PRIOR_UNITS of an item
+# counts half; one with none falls back entirely. All regions' profile is itself smoothed towards a flat year
+# with GLOBAL_PRIOR_UNITS spread evenly over the weeks. Both are small: a shop that sells a few units of an item
+# a season must keep its season, and 50 units flattened it on the synthetic shop (docs/benchmarks.md).
 PRIOR_UNITS = 5.0
 GLOBAL_PRIOR_UNITS = 5.0
 
@@ -45,7 +44,7 @@ WEEK_KERNEL = ((-2, 1 / 9), (-1, 2 / 9), (0, 3 / 9), (1, 2 / 9), (2, 1 / 9))
 
 
 def _share(profile, units, week: int) -> tuple[float, float]:
-    """(share of units around `week`, units) of one level; (0, 0) where the level has no sales."""
+    """(share of units around `week`, units) of one level; (0, 0) where the level has no demand."""
     if not profile or not units:
         return 0.0, 0.0
     n = len(profile)
@@ -79,8 +78,8 @@ def week_demand(
 
 
 def week_units(week: int, region: tuple) -> float:
-    """The region's own units of the item a week around `week` in the years so far (the kernel's average); 0.0
-    where it has sold none. Not shrunk: it is evidence of volume, which another region's sales are not."""
+    """The region's own units of demand of the item a week around `week` in the years so far (the kernel's
+    average); 0.0 where it has none. Not shrunk: it is evidence of volume, which another region's is not."""
     share, units = _share(*region, week)
     return share * units
 
@@ -93,7 +92,7 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         return inputs.get(name) or [None] * n
 
     out: dict[str, list] = {name: [] for name in (*s.SEASONAL_CONTEXT_FEATURES, s.HISTORY_AGE_HOURS)}
-    for ts, region, demand, total, r_demand, r_sales, h_demand, h_sales, t_demand, t_sales, launch, history in zip(
+    for ts, region, demand, total, r_demand, r_units, h_demand, h_units, t_demand, t_units, launch, history in zip(
         inputs[s.REQUEST_TS],
         column(s.REGION),
         column(s.DEMAND_BY_WEEK),
@@ -112,9 +111,9 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         out["week_sin"].append(sin)
         out["week_cos"].append(cos)
         out["days_to_holiday"].append(days)
-        index, level = week_demand(week, (r_demand, r_sales), (h_demand, h_sales), (demand, total), (t_demand, t_sales))
+        index, level = week_demand(week, (r_demand, r_units), (h_demand, h_units), (demand, total), (t_demand, t_units))
         out["item_week_demand"].append(index)
-        out[s.WEEK_UNITS].append(week_units(week, (r_demand, r_sales)))
+        out[s.WEEK_UNITS].append(week_units(week, (r_demand, r_units)))
         out[s.DEMAND_LEVEL].append(level)
         # Not negative: an item requested before its launch is new, not "about to sell".
         out["item_age_days"].append(max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None)

@@ -228,7 +228,8 @@ class Catalogue:
         return self._profiles(at, frame, s.TITLE_ITEM_DEMAND_FEATURES, **{s.HEMISPHERE: half})
 
     def _demand(self, at: datetime, region: str) -> dict[str, np.ndarray]:
-        """Each item's demand index this week, its level, and its units sold, as `features.context` computes them."""
+        """Each item's demand index this week, its level and its units of demand, as `features.context` works
+        them out."""
         week = at.isocalendar().week
         everywhere = [(profile, units) for profile, units, _, _ in self._global_demand(at)]
         rebuys = [(buys, again) for _, _, buys, again in self._global_demand(at)]
