@@ -62,7 +62,9 @@ def _worker_loop(config: dict) -> None:
     # Hidden ids and dropout differ between workers, as they differ between the groups of one device's batch.
     torch.manual_seed(options.seed + rank)
     data = ray.get(config["data"])
-    batches = shuffled_batches(data["train"], options.batch_size, options.seed, rank=rank, workers=workers)
+    batches = shuffled_batches(
+        data["train"], options.batch_size, options.seed, rank=rank, workers=workers, min_steps=options.min_epoch_steps
+    )
 
     shown = _Progress(config.get("progress") if rank == 0 else None)
 

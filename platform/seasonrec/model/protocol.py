@@ -42,6 +42,7 @@ def train_options(settings: Settings, seed: int | None = None, epochs: int | Non
         lr=cfg.lr,
         patience=cfg.patience,
         seed=cfg.seed if seed is None else seed,
+        min_epoch_steps=cfg.min_epoch_steps,
     )
 
 

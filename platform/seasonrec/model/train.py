@@ -50,6 +50,10 @@ class TrainOptions:
     # Candidate ids hidden at this rate, so the model also learns to rank items it has never seen.
     id_dropout: float = 0.1
     seed: int = 0
+    # An epoch (one validation, checkpoint and early-stopping decision) takes at least this many optimizer steps,
+    # passing over the groups again as needed: a small shop's single pass is a handful of steps (the synthetic
+    # shop's is 5), and eight of them leave the model far from trained. 0: an epoch is one pass.
+    min_epoch_steps: int = 0
 
 
 def new_model(vocab: Vocab, profiles: pl.DataFrame, history_length: int, title_dim: int) -> SeasonalRanker:
@@ -131,9 +135,10 @@ def evaluate_groups(model: torch.nn.Module, arrays: Arrays, device: torch.device
 
 
 def shuffled_batches(
-    arrays: Arrays, batch_size: int, seed: int, rank: int = 0, workers: int = 1
+    arrays: Arrays, batch_size: int, seed: int, rank: int = 0, workers: int = 1, min_steps: int = 0
 ) -> Callable[[int], Iterable[Arrays]]:
-    """Batches for one epoch: a fresh permutation of the groups each epoch, cut into `batch_size` global batches.
+    """Batches for one epoch: a fresh permutation of the groups, cut into `batch_size` global batches; as many
+    passes, each freshly permuted, as make at least `min_steps` batches.
 
     With `workers` > 1 this worker takes every `workers`-th group of each global batch, so together the workers
     step through exactly the single-device batches: same groups, same global batch, same number of steps.
@@ -141,16 +146,19 @@ def shuffled_batches(
     n = len(arrays["region"])
     # Every worker needs at least one group per step, or DDP's collectives wait forever.
     batch_size = max(batch_size, workers)
+    passes = max(1, math.ceil(min_steps / max(1, math.ceil(n / batch_size))))
 
     def epoch_batches(epoch: int) -> Iterator[Arrays]:
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        for start in range(0, n, batch_size):
-            batch = order[start : start + batch_size]
-            # A last batch smaller than the worker count is dropped on every worker alike.
-            if len(batch) < workers:
-                break
-            index = batch[rank::workers]
-            yield {k: v[index] for k, v in arrays.items()}
+        for p in range(passes):
+            # The first pass keeps the seed it always had, so a one-pass epoch is the epoch it always was.
+            order = np.random.default_rng([seed, epoch] if p == 0 else [seed, epoch, p]).permutation(n)
+            for start in range(0, n, batch_size):
+                batch = order[start : start + batch_size]
+                # A last batch smaller than the worker count is dropped on every worker alike.
+                if len(batch) < workers:
+                    break
+                index = batch[rank::workers]
+                yield {k: v[index] for k, v in arrays.items()}
 
     return epoch_batches
 
@@ -330,7 +338,7 @@ def train(
     device = torch.device("cuda" if gpu else "cpu")
     best = {"val_loss": math.inf}
 
-    batches = shuffled_batches(train_arrays, options.batch_size, options.seed)
+    batches = shuffled_batches(train_arrays, options.batch_size, options.seed, min_steps=options.min_epoch_steps)
     autocast = torch.bfloat16 if gpu else None
     dp = None
     if private is not None:
