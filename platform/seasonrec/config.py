@@ -132,6 +132,8 @@ class TrainConfig(_Model):
     negatives: int = Field(7, gt=0)
     # Of those, at most this many are items the buyer had bought before: which of their usual items comes next.
     history_negatives: int = Field(3, ge=0)
+    # ... but only for a buyer who had bought at least this many distinct items; others get catalogue items only.
+    history_min_pool: int = Field(10, ge=1)
     epochs: int = Field(8, gt=0)
     batch_size: int = Field(256, gt=0)
     lr: float = Field(2e-3, gt=0)

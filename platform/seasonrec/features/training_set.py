@@ -37,10 +37,10 @@ GROUPS_PER_CHUNK = 25_000
 
 
 def history_negatives(
-    positives: pl.DataFrame, purchases: pl.DataFrame, per_group: int, rng: np.random.Generator
+    positives: pl.DataFrame, purchases: pl.DataFrame, per_group: int, rng: np.random.Generator, min_pool: int = 1
 ) -> pl.DataFrame:
     """(group, slot, item, pool) negatives drawn from what each user had bought before the purchase; `pool` is
-    how many distinct items they had bought by then.
+    how many distinct items they had bought by then, and a user with fewer than `min_pool` gets none.
 
     Random catalogue items teach the ranker what sells; these teach it which of a customer's usual items come
     next, which is most of what a repeat buyer buys. An item bought in the same basket is never a negative.
@@ -61,7 +61,9 @@ def history_negatives(
     available = np.where(user >= 0, np.searchsorted(keys, user * span + ts) - lo, 0)
     draws = 2 * per_group  # spares for draws that hit the purchase or its basket
     picks = lo[:, None] + (rng.random((len(ts), draws)) * available[:, None]).astype(np.int64)
-    valid = np.repeat(available[:, None] > 0, draws, axis=1)
+    valid = np.repeat(available[:, None] >= max(min_pool, 1), draws, axis=1)
+    if not valid.any():  # nobody had bought enough yet (an empty numpy column would not join on its type)
+        return pl.DataFrame(schema=DRAWS_SCHEMA)
     drawn = pl.DataFrame(
         {
             GROUP: np.repeat(positives[GROUP].to_numpy(), draws)[valid.ravel()],
@@ -90,11 +92,13 @@ def label_rows(
     seed: int,
     limit: int | None = None,
     from_history: int = 0,
+    min_pool: int = 1,
 ) -> pl.DataFrame:
     """Entity rows: (group, user, item, region, timestamp, request_ts, label) for purchases in [start, end).
 
-    Of each group's `negatives`, up to `from_history` are items the user bought before (`history_negatives`);
-    the rest, and any the user's history cannot fill, are items launched by then, drawn uniformly.
+    Of each group's `negatives`, up to `from_history` are items the user bought before (`history_negatives`), for a
+    user who had bought at least `min_pool` distinct items; the rest, and any the user's history cannot fill, are
+    items launched by then, drawn uniformly.
     """
     window = pl.col(s.EVENT_TYPE) == "purchase"
     if start:
@@ -125,7 +129,7 @@ def label_rows(
         if end:
             bought = bought.filter(pl.col(s.EVENT_TS) < end)
         bought = bought.collect()
-        drawn = history_negatives(positives, bought, from_history, rng)
+        drawn = history_negatives(positives, bought, from_history, rng, min_pool)
         chosen[drawn[GROUP].to_numpy(), drawn["slot"].to_numpy()] = drawn[s.ITEM_ID].to_numpy()
     negative = positives.select(pl.all().repeat_by(negatives).explode()).with_columns(
         pl.Series(s.ITEM_ID, chosen.ravel())
@@ -167,12 +171,13 @@ def build_training_set(
     seed: int = 0,
     limit: int | None = None,
     from_history: int = 0,
+    min_pool: int = 1,
 ) -> dict:
     """Write the training table to `out` (Parquet) and return its shape."""
     data = settings.paths.canonical
     events = scan_table(find_table(data, s.EVENTS_TABLE))
     items = scan_table(find_table(data, s.ITEMS_TABLE)).select(s.ITEM_ID, s.LAUNCH_TS).collect()
-    entity_rows = label_rows(events, items, start, end, negatives, seed, limit, from_history)
+    entity_rows = label_rows(events, items, start, end, negatives, seed, limit, from_history, min_pool)
     store = open_store(settings)
     service = store.get_feature_service(s.RANKER_SERVICE)
     # The model holds every catalogue item's title: on each row it would be 384 floats that only repeat it.

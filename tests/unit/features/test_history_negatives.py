@@ -68,6 +68,23 @@ def test_a_first_purchase_and_a_user_without_history_get_no_history_negatives():
         assert not {0, 1, 2, 7} & set(groups)  # U1's first basket, and U2
 
 
+def test_a_user_with_fewer_distinct_items_than_min_pool_gets_no_history_negatives():
+    """At T2 U1 had bought 3 distinct items (A, B, D), at T3 and T4 four (C too)."""
+    groups: set[int] = set()
+    for seed in range(10):
+        out = history_negatives(positives(), purchases(), 2, np.random.default_rng(seed), min_pool=4)
+        assert (out["pool"] >= 4).all()
+        groups |= set(out[GROUP].to_list())
+    assert groups == {4, 5, 6}  # not 3, C at T2
+
+
+def test_when_no_user_has_min_pool_items_there_are_no_history_negatives_and_label_rows_still_works():
+    out = history_negatives(positives(), purchases(), 2, np.random.default_rng(0), min_pool=50)
+    assert out.is_empty() and out.columns == [GROUP, "slot", s.ITEM_ID, "pool"]
+    rows = label_rows(shop_events(), CATALOGUE, utc(2024, 3, 1), None, 3, 0, from_history=2, min_pool=50)
+    assert rows.filter(pl.col(LABEL) == 0)[s.ITEM_ID].str.starts_with("Z").all()
+
+
 def test_history_negatives_are_the_same_for_the_same_seed():
     """A, B and D share their first basket: the draws must not depend on the order a group_by returns them."""
     runs = [history_negatives(positives(), purchases(), 2, np.random.default_rng(3)) for _ in range(20)]
