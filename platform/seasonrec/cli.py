@@ -160,17 +160,7 @@ def _features_training_set(args: argparse.Namespace, settings: Settings) -> None
     _report(
         args,
         settings,
-        build_training_set(
-            settings,
-            args.out,
-            args.start,
-            args.end,
-            args.negatives,
-            args.seed,
-            args.limit,
-            history,
-            settings.train.history_min_pool,
-        ),
+        build_training_set(settings, args.out, args.start, args.end, args.negatives, args.seed, args.limit, history),
     )
 
 

@@ -171,13 +171,15 @@ def build_training_set(
     seed: int = 0,
     limit: int | None = None,
     from_history: int = 0,
-    min_pool: int = 1,
 ) -> dict:
-    """Write the training table to `out` (Parquet) and return its shape."""
+    """Write the training table to `out` (Parquet) and return its shape; history negatives only for buyers of at
+    least `train.history_min_pool` distinct items."""
     data = settings.paths.canonical
     events = scan_table(find_table(data, s.EVENTS_TABLE))
     items = scan_table(find_table(data, s.ITEMS_TABLE)).select(s.ITEM_ID, s.LAUNCH_TS).collect()
-    entity_rows = label_rows(events, items, start, end, negatives, seed, limit, from_history, min_pool)
+    entity_rows = label_rows(
+        events, items, start, end, negatives, seed, limit, from_history, settings.train.history_min_pool
+    )
     store = open_store(settings)
     service = store.get_feature_service(s.RANKER_SERVICE)
     # The model holds every catalogue item's title: on each row it would be 384 floats that only repeat it.

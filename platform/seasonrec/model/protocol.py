@@ -99,7 +99,6 @@ def train_from_settings(
             seed=settings.train.seed,
             limit=settings.train.max_groups or None,
             from_history=settings.train.history_negatives,
-            min_pool=settings.train.history_min_pool,
         )
     out = out or settings.paths.root / "checkpoints" / "ranker"
     options = train_options(settings, epochs=epochs)
@@ -131,7 +130,6 @@ def run_protocol(
         seed=protocol.seed,
         limit=settings.train.max_groups or None,
         from_history=settings.train.history_negatives,
-        min_pool=settings.train.history_min_pool,
     )
     checkpoint = out / "checkpoint"
     fit_checkpoint(
