@@ -23,7 +23,7 @@ import yaml
 
 from seasonrec import schema as s
 from seasonrec.features.store import sample_users
-from seasonrec.serving import writes
+from seasonrec.serving import fetcher, writes
 from seasonrec.serving.fetcher import FeatureReader
 from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, UnknownItem
 from seasonrec.triton.server import TritonServer
@@ -337,6 +337,37 @@ def test_an_event_dated_ahead_does_not_hide_the_next_one(feast_settings):
     history = reader.user(user)
     assert history[s.HISTORY_ITEM_IDS][-2:] == [first, second]
     assert history[s.HISTORY_TS][-2:] == [int(now.timestamp()) + 200, int(now.timestamp())]
+
+
+def test_an_event_after_the_servers_clock_stepped_back_is_still_kept(feast_settings, monkeypatch):
+    """Two replicas' clocks differ, or one steps back: the Redis store would skip the older row silently."""
+    reader = FeatureReader(_long_history(feast_settings))
+    user, (first, second) = sample_users(feast_settings, 1)[0], _catalogue(feast_settings)[:2]
+    now = datetime.now(UTC).replace(microsecond=0)
+    reader.push_event(user, first, "view", now)
+    monkeypatch.setattr(fetcher, "utc_now", lambda: datetime.now(UTC) - timedelta(hours=1))
+    reader.push_event(user, second, "cart", now + timedelta(seconds=1))
+    assert reader.user(user)[s.HISTORY_ITEM_IDS][-2:] == [first, second]
+
+
+def test_a_write_that_outlived_its_redis_lock_is_refused_not_written(feast_settings, monkeypatch):
+    """A Redis lock frees itself after LOCK_HOLD_S; a writer that stalled past it may no longer write."""
+    if feast_settings.feast.profile != "redis":
+        pytest.skip("only a Redis lock expires; a file lock is held until released")
+    reader = FeatureReader(feast_settings)
+    user, item = sample_users(feast_settings, 1)[0], _catalogue(feast_settings)[0]
+    before = reader.user(user)[s.HISTORY_TS]
+    monkeypatch.setattr(writes, "LOCK_HOLD_S", 0.2)
+    read = reader._read_stamped
+
+    def stalled(*args):
+        time.sleep(0.5)
+        return read(*args)
+
+    monkeypatch.setattr(reader, "_read_stamped", stalled)
+    with pytest.raises(StoreUnavailable, match="lost it"):
+        reader.push_event(user, item, "view", datetime.now(UTC))
+    assert reader.user(user)[s.HISTORY_TS] == before
 
 
 def test_an_event_waiting_too_long_for_the_users_lock_is_refused(feast_settings, monkeypatch):

@@ -48,7 +48,8 @@ class Fault:
     name: str
     injected: float  # monotonic time the fault began
     repaired: float = 0.0  # the repair step finished
-    recovered: float | None = None  # the first healthy answer after the repair
+    recovered: float | None = None  # healthy again after the repair (see `_recovered`)
+    version: str | None = None  # swap_model: the version it swapped in
 
 
 @dataclass
@@ -62,7 +63,8 @@ class Tally:
     refused_events: int = 0  # 503 answers to events: not recorded, retried
     accepted: list[tuple[str, str, int]] = field(default_factory=list)  # (user, item, at seconds)
     unaccepted: int = 0  # events still refused when the run ended
-    healthy: list[float] = field(default_factory=list)
+    healthy: list[tuple[float, str]] = field(default_factory=list)  # (when, model version): non-degraded answers
+    events_ok: list[float] = field(default_factory=list)  # when each event was accepted
     slowest: tuple[float, str, float] = (0.0, "", 0.0)  # (seconds, what, when): a hang shows here, not as an error
     unplanned: list[str] = field(default_factory=list)  # why Triton was found down when no fault had it down
 
@@ -182,7 +184,7 @@ class ChaosRun:
         time.sleep(down_s)
         path.write_text(good)
 
-    def swap_model(self, down_s: float) -> None:
+    def swap_model(self, down_s: float) -> str:
         from seasonrec.export.repository import ModelRepository
         from seasonrec.triton.server import TritonServer
 
@@ -192,6 +194,7 @@ class ChaosRun:
         with repository.staging(target) as stage:
             shutil.copytree(repository.model_dir / str(live), stage, dirs_exist_ok=True)
         TritonServer(self.settings).swap(target)
+        return str(target)
 
 
 FAULTS = ("kill_triton", "restart_redis", "break_rules", "swap_model")
@@ -228,7 +231,7 @@ async def _load(run: ChaosRun, token: str, tally: Tally, stop: asyncio.Event, re
             tally.statuses["event", reply.status_code] += 1
             if reply.status_code == 200:
                 tally.accepted.append((user, item, int(at.timestamp())))
-                tally.healthy.append(time.monotonic())
+                tally.events_ok.append(time.monotonic())
                 return
             if reply.status_code != 503 or stop.is_set():
                 tally.unaccepted += 1
@@ -241,10 +244,11 @@ async def _load(run: ChaosRun, token: str, tally: Tally, stop: asyncio.Event, re
         reply = await timed(http.post(f"{base}/v1/recommendations", json=body), "recommendation")
         tally.statuses["recommendation", reply.status_code] += 1
         if reply.status_code == 200:
-            if reply.json()["degraded"]:
+            answer = reply.json()
+            if answer["degraded"]:
                 tally.degraded.append(time.monotonic())
             else:
-                tally.healthy.append(time.monotonic())
+                tally.healthy.append((time.monotonic(), answer["model_version"]))
 
     async def client() -> None:
         async with httpx.AsyncClient(timeout=30) as http:
@@ -285,15 +289,26 @@ async def _drive(run: ChaosRun, token: str, seconds: float, requests: int) -> tu
         if (why := await asyncio.to_thread(run.supervise)) is not None:
             tally.unplanned.append(why)
         fault = Fault(name, time.monotonic())
-        await asyncio.to_thread(getattr(run, name), slot * 0.1)
+        fault.version = await asyncio.to_thread(getattr(run, name), slot * 0.1)
         fault.repaired = time.monotonic()
         faults.append(fault)
     await asyncio.sleep(slot)
     stop.set()
     await load
     for fault in faults:
-        fault.recovered = next((t for t in tally.healthy if t >= fault.repaired), None)
+        fault.recovered = _recovered(fault, tally)
     return tally, faults
+
+
+def _recovered(fault: Fault, tally: Tally) -> float | None:
+    """When the service was whole again after the repair: a non-degraded recommendation (from the new
+    version, after a swap), and after a Redis outage also an accepted event; None if that never came."""
+    answers = (t for t, version in tally.healthy if t >= fault.repaired and fault.version in (None, version))
+    first = next(answers, None)
+    if fault.name == "restart_redis":
+        event = next((t for t in tally.events_ok if t >= fault.repaired), None)
+        return None if first is None or event is None else max(first, event)
+    return first
 
 
 def run_chaos(settings: Settings, seconds: float, requests: int) -> tuple[Tally, list[Fault], int]:
@@ -346,7 +361,7 @@ def bench_chaos(settings: Settings, args) -> tuple[str, list[dict]]:
         recovered = "never" if fault.recovered is None else f"{fault.recovered - fault.injected:.1f}"
         rows.append(
             {
-                "measure": f"{fault.name}: repair took s / first healthy answer after injection s / degraded answers",
+                "measure": f"{fault.name}: repair took s / healthy again after injection s / degraded answers",
                 "value": f"{fault.repaired - fault.injected:.1f} / {recovered} / "
                 f"{tally.degraded_between(fault.injected, fault.recovered or float('inf'))}",
             }

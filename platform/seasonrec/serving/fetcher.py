@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -131,6 +131,12 @@ class OnlineReader:
             ) from exc
 
     def _read(self, view: str, rows: list[dict[str, str | int]]) -> list[dict[str, Any]]:
+        return [row for _, row in self._read_stamped(view, rows)]
+
+    def _read_stamped(
+        self, view: str, rows: list[dict[str, str | int]]
+    ) -> list[tuple[datetime | None, dict[str, Any]]]:
+        """Each row's values with the time the store holds it at ({} and None where it holds none)."""
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
@@ -149,9 +155,13 @@ class OnlineReader:
             found = self.provider.online_read(self.store.config, fv, entity_keys)
         except Exception as exc:  # Redis or SQLite errors: each client library has its own types
             raise StoreUnavailable(f"online store: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from exc
-        rows = [{k: _python(v) for k, v in (values or {}).items()} for _, values in found]
-        # Redis answers a key it does not hold with every feature null, SQLite with no row: both are {} here.
-        return [row if any(v is not None for v in row.values()) else {} for row in rows]
+        out = []
+        for stamp, values in found:
+            row = {k: _python(v) for k, v in (values or {}).items()}
+            # Redis answers a key it does not hold with every feature null, SQLite with no row: both are {} here.
+            held = any(v is not None for v in row.values())
+            out.append((_utc(stamp) if held else None, row if held else {}))
+        return out
 
 
 class TitleEmbeddings(OnlineReader):
@@ -394,9 +404,10 @@ class FeatureReader(OnlineReader):
 
         if not self.known_items([item_id]):
             raise UnknownItem("unknown item")
-        with self.locks.hold(user_id):
-            current = self.user(user_id)
-            if not current and not self.new_users.take():
+        with self.locks.hold(user_id) as confirm:
+            stored_at, current = self._read_stamped(s.USER_HISTORY, [{s.USER_ID: user_id}])[0]
+            # A user the store has never seen (no history, no stats) counts against the new-user rate.
+            if not current and not self.user(user_id) and not self.new_users.take():
                 raise NewUserLimit("too many events for new users this minute")
             n = self.settings.features.history_length
             ids = ([*(current.get(s.HISTORY_ITEM_IDS) or []), item_id])[-n:]
@@ -407,15 +418,35 @@ class FeatureReader(OnlineReader):
                 # Stamped by the server, never with the event's `at`: an online store keeps the newest row,
                 # so a replayed event must still replace the materialized snapshot, and one dated 2200 would
                 # make the store (Redis) skip every later write of this user until 2200.
-                s.FEATURE_TS: [pd.Timestamp(datetime.now(UTC))],
+                s.FEATURE_TS: [pd.Timestamp(row_stamp(stored_at, utc_now()))],
                 s.HISTORY_ITEM_IDS: [ids],
                 s.HISTORY_TS: [times],
                 s.HISTORY_EVENT_TYPES: [types],
             }
+            confirm()  # still this user's only writer (a Redis lock expires), for another LOCK_HOLD_S
             try:
                 self.store.push(s.USER_EVENTS_PUSH, pd.DataFrame(row), to=PushMode.ONLINE)
             except Exception as exc:
                 raise StoreUnavailable(f"online store: push failed: {type(exc).__name__}") from exc
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def row_stamp(stored: datetime | None, now: datetime) -> datetime:
+    """The time to write a user's history row at: now, or just after the row the store holds.
+
+    The Redis store skips a write older than the row it holds, silently. Replicas' clocks differ,
+    and a clock can step back: a row stamped by a clock ahead would make the next event vanish."""
+    return now if stored is None or stored < now else stored + timedelta(microseconds=1)
+
+
+def _utc(stamp: datetime | None) -> datetime | None:
+    """Stores hand back naive UTC times (SQLite) or aware ones (Redis): aware UTC either way."""
+    if stamp is None:
+        return None
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
 def _offline_pools(settings: Settings) -> dict[tuple[str, int], list[tuple[str, float]]]:

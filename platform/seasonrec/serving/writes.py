@@ -13,7 +13,8 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from seasonrec.errors import SeasonrecError
 
@@ -81,12 +82,22 @@ class UserLocks:
             self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
     @contextlib.contextmanager
-    def hold(self, user_id: str) -> Iterator[None]:
-        with self._redis(user_id) if self.redis is not None else self._file(user_id):
-            yield
+    def hold(self, user_id: str) -> Iterator[Callable[[], None]]:
+        """Hold the user's lock; the value is `confirm`, to call just before the write.
+
+        A Redis lock frees itself after LOCK_HOLD_S, so a holder that stalled that long may
+        have lost it to another writer: `confirm` then raises StoreUnavailable rather than let
+        the stale read-modify-write overwrite the other's event, and otherwise renews the lock
+        for a full LOCK_HOLD_S. A file lock never expires: its `confirm` does nothing."""
+        if self.redis is None:
+            with self._file(user_id):
+                yield lambda: None
+        else:
+            with self._redis(user_id) as lock:
+                yield lambda: _renew(lock)
 
     @contextlib.contextmanager
-    def _redis(self, user_id: str) -> Iterator[None]:
+    def _redis(self, user_id: str) -> Iterator[Any]:
         from redis.exceptions import LockError, RedisError
 
         lock = self.redis.lock(self.prefix + user_id, timeout=LOCK_HOLD_S, blocking_timeout=LOCK_WAIT_S)
@@ -97,7 +108,7 @@ class UserLocks:
         if not acquired:
             raise StoreUnavailable(f"another write of this user's history held its lock over {LOCK_WAIT_S} s")
         try:
-            yield
+            yield lock
         finally:
             try:
                 lock.release()
@@ -129,3 +140,15 @@ class UserLocks:
                 fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, stripe)
         finally:
             _THREAD_STRIPES[stripe].release()
+
+
+def _renew(lock) -> None:
+    """Reset the Redis lock's expiry to LOCK_HOLD_S, or raise StoreUnavailable if it is no longer ours."""
+    from redis.exceptions import LockError, RedisError
+
+    try:
+        lock.reacquire()
+    except LockError as exc:  # LockNotOwnedError: it expired, and perhaps another writer holds it now
+        raise StoreUnavailable(f"this write held the user's lock over {LOCK_HOLD_S} s and lost it") from exc
+    except RedisError as exc:
+        raise StoreUnavailable(f"online store: lock failed: {type(exc).__name__}") from exc

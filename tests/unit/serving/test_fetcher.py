@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 
 from seasonrec import schema as s
 from seasonrec.config import PROJECT_ROOT, Settings
-from seasonrec.serving.fetcher import FeatureReader, TitleEmbeddings, TTLCache
+from seasonrec.serving.fetcher import FeatureReader, TitleEmbeddings, TTLCache, row_stamp
 from seasonrec.serving.rules import RuleBook
 
 DEFAULT_RULES = PROJECT_ROOT / "configs" / "rules.yaml"
@@ -102,3 +102,12 @@ def test_pinned_items_join_the_candidates_with_their_rows_so_the_filters_see_the
     assert items[s.STOCK][2] == 0  # so the re-ranker's stock filter bars it, pinned or not
     outside = reader.request("u1", "GB", datetime(2024, 7, 10, tzinfo=UTC), ["A"])["items"]
     assert outside[s.ITEM_ID] == ["A", "C"]  # the campaign's pin only inside its window
+
+
+def test_a_history_row_is_stamped_now_or_just_after_the_row_the_store_holds():
+    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    assert row_stamp(None, now) == now
+    assert row_stamp(now - timedelta(seconds=1), now) == now
+    # Another replica's clock ran ahead, or this one stepped back: stay after the stored row.
+    assert row_stamp(now + timedelta(hours=1), now) == now + timedelta(hours=1, microseconds=1)
+    assert row_stamp(now, now) == now + timedelta(microseconds=1)

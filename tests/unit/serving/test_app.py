@@ -1,0 +1,110 @@
+"""The Ingress's own contract: which routes need the token, and which errors may degrade an answer."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.routing import APIRoute
+
+from seasonrec.config import Settings
+from seasonrec.privacy.pseudonyms import Pseudonyms
+from seasonrec.serving import app
+from seasonrec.serving.api import RecommendationRequest
+from seasonrec.serving.metrics import STAGE_SECONDS, UNKNOWN_CANDIDATES
+from seasonrec.serving.writes import StoreUnavailable
+
+# Operational endpoints a probe or Prometheus calls without a token; the page holds no data of its own.
+OPEN = {"/healthz", "/readyz", "/metrics", "/"}
+
+
+def _routes(routes=None) -> list[APIRoute]:
+    """Every endpoint of the app; Serve's ingress moves the class's own into an included router."""
+    found = []
+    for route in app.api.routes if routes is None else routes:
+        if isinstance(route, APIRoute):
+            found.append(route)
+        elif (inner := getattr(route, "original_router", None) or getattr(route, "app", None)) is not None:
+            found += _routes(getattr(inner, "routes", []))
+    return found
+
+
+def test_every_write_route_needs_the_write_token():
+    writes = [r for r in _routes() if r.methods - {"GET", "HEAD"}]
+    assert {r.path for r in writes} >= {"/v1/events", "/v1/users/{user_id}"}
+    for route in writes:
+        if route.path == "/v1/recommendations":  # a POST that only reads
+            continue
+        assert app.WRITE in route.dependencies, f"{sorted(route.methods)} {route.path} takes no write token"
+
+
+def test_every_api_read_can_be_closed_by_protect_reads():
+    assert {r.path for r in _routes()} >= OPEN | {"/v1/recommendations", "/v1/users/{user_id}/history"}
+    for route in _routes():
+        if route.path in OPEN:
+            continue
+        assert route.path.startswith("/v1/"), f"{route.path}: a new public path? add it to OPEN or /v1"
+        assert app.READ in route.dependencies or app.WRITE in route.dependencies, f"{route.path} has no guard"
+
+
+class _Remote:
+    """A handle method: `.remote(...)` gives an awaitable, as Serve's DeploymentResponse is."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def remote(self, *args):
+        async def call():
+            resolved = [await a if asyncio.iscoroutine(a) else a for a in args]
+            return self.fn(*resolved)
+
+        return call()
+
+
+class _Handle:
+    def __init__(self, **methods):
+        for name, fn in methods.items():
+            setattr(self, name, _Remote(fn))
+
+
+def _ingress(fetch) -> object:
+    """An Ingress whose fetch does `fetch`, and whose scorer and re-ranker pass the columns through."""
+    ingress = object.__new__(app.Ingress.func_or_class.__wrapped__)  # the class itself, not Serve's ASGI wrapper
+    ingress.settings = Settings()
+    ingress.pseudonyms = Pseudonyms(ingress.settings.privacy)
+    ingress.stages, ingress.unknown_candidates = STAGE_SECONDS, UNKNOWN_CANDIDATES
+    ingress.catalogue = {}
+    fallback = {"columns": {"item_id": ["pool-item"]}, "degraded": True, "model_version": None}
+    ingress.fetcher = _Handle(fetch=fetch, fallback=lambda region, at: fallback)
+    ingress.scorer = _Handle(score=lambda fetched: {**fetched, "degraded": False, "model_version": "1"})
+
+    def rerank(scored, k, at):
+        items = [{"item_id": i, "score": 1.0, "reasons": []} for i in scored["columns"]["item_id"]]
+        return {**scored, "items": items, "elapsed_ms": {}, "unknown_candidates": 0}
+
+    ingress.reranker = _Handle(rerank=rerank)
+    return ingress
+
+
+def _ask(ingress):
+    body = RecommendationRequest(user_id="u1", at=datetime.now(UTC))
+    return asyncio.run(ingress.recommend(body))
+
+
+def test_a_store_outage_degrades_to_the_seasonal_pools():
+    def down(*args):
+        raise StoreUnavailable("online store: ConnectionError")
+
+    answer = _ask(_ingress(down))
+    assert answer.degraded and [i.item_id for i in answer.items] == ["pool-item"]
+
+
+def test_any_other_error_is_not_dressed_up_as_a_degraded_answer():
+    """A bug (here a calendar overflow) must surface as a 500, not as a 200 with seasonal popularity."""
+
+    def broken(*args):
+        raise ValueError("year 10000 is out of range")
+
+    with pytest.raises(ValueError, match="out of range"):
+        _ask(_ingress(broken))
