@@ -279,7 +279,7 @@ def rebuy_share(buy_days: float | None, rebuy_days: float | None) -> float | Non
 
 def _recently_bought(c: Candidate, rule: RecentlyBought, in_history: int | None, now: float) -> bool:
     """Is `c` hidden as bought too recently? A habitual re-buy is hidden only until it is nearly due again."""
-    last = max((t for t in (in_history, c.last_buy_ts) if t is not None), default=None)
+    last = _last_purchase(c, in_history, now)
     if last is None:
         return False
     days = rule.by_category.get(c.category or "", rule.default_days)
@@ -296,6 +296,16 @@ def _recently_bought(c: Candidate, rule: RecentlyBought, in_history: int | None,
         c.reasons.append("repurchase_cycle")
         return False
     return True
+
+
+def _last_purchase(c: Candidate, in_history: int | None, now: float) -> int | None:
+    """The user's latest purchase of `c` by `now`, the request's moment. A purchase dated after it has not
+    happened yet then: a request about July, asked with a history that holds December, must not hide what
+    was bought in December. If the stats' latest purchase is later, their first (when earlier) still counts."""
+    times = [t for t in (in_history, c.last_buy_ts) if t is not None and t <= now]
+    if c.last_buy_ts is not None and c.last_buy_ts > now and c.first_buy_ts is not None and c.first_buy_ts <= now:
+        times.append(c.first_buy_ts)
+    return max(times, default=None)
 
 
 def _adjust(c: Candidate, rules: Rules, now: float, region: str) -> None:

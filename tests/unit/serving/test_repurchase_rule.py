@@ -52,6 +52,18 @@ def test_a_one_off_purchase_is_shown_again_after_the_30_day_window():
     assert shown([one_off], {"VASE": ago(31)}) == {"VASE": []}
 
 
+def test_a_purchase_dated_after_the_request_hides_nothing():
+    """Asked about June with a history that already holds August: in June the vase was not bought yet."""
+    later = int(NOW + 60 * DAY)
+    vase = Candidate("VASE", 1.0, category="decor", buy_days=1, first_buy_ts=later, last_buy_ts=later)
+    assert shown([vase], {"VASE": later}) == {"VASE": []}
+
+
+def test_a_first_purchase_before_the_request_still_hides_when_the_latest_is_after_it():
+    bowl = Candidate("BOWL", 1.0, category="decor", buy_days=2, first_buy_ts=ago(5), last_buy_ts=int(NOW + 60 * DAY))
+    assert shown([bowl]) == {}
+
+
 def test_a_weekly_buy_five_days_ago_is_kept_as_a_repurchase_cycle():
     """Every 7 days, last 5 days ago: 5 >= 0.5 x 7, so it is nearly due and stays."""
     assert shown([habit("TEA", last_days_ago=5)], {"TEA": ago(5)}) == {"TEA": ["repurchase_cycle"]}
