@@ -254,6 +254,35 @@ def test_unreadable_file_is_one_error_line_naming_the_file(tmp_path, capsys, con
     assert not (tmp_path / "out").exists()
 
 
+EVENTS_CSV = (
+    b"user_id,item_id,event_ts,event_type,quantity,price,region\nU1,I1,2024-01-02T10:00:00Z,purchase,1,9.5,GB\n"
+)
+ITEMS_CSV = b"item_id,title,category,price,launch_ts,stock\nI1,Heart Holder,decor,9.5,2023-01-01T00:00:00Z,5\n"
+
+
+@pytest.mark.parametrize(
+    ("bad", "content", "words"),
+    [
+        ("events.csv", EVENTS_CSV + b"U2,I1,2024-01-03T10:00:00Z,purchase,1,9.5,GB,extra\n", "line 3"),
+        ("items.csv", ITEMS_CSV.replace(b"Heart", b"C\xc6ur"), "UTF-8"),
+    ],
+    ids=["ragged-events", "latin1-items"],
+)
+def test_an_unreadable_table_of_a_canonical_folder_is_one_line_naming_it(tmp_path, capsys, config, bad, content, words):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    (folder / "events.csv").write_bytes(EVENTS_CSV)
+    (folder / "items.csv").write_bytes(ITEMS_CSV)
+    (folder / bad).write_bytes(content)
+    code, out, err = _ingest(capsys, config, folder, tmp_path / "out", source="canonical")
+    assert code == 2 and out == ""
+    _assert_one_line_error(err)
+    assert str(folder / bad) in err and words in err
+    for parser_words in ("ComputeError", "truncate_ragged_lines", "polars", "utf8-lossy"):
+        assert parser_words not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_error_line_prints_markup_and_escape_bytes_literally(tmp_path, capsys, config):
     name = "\x1b[2J\x1b[31m[bold red]x[/].csv"
     code, _, err = _ingest(capsys, config, tmp_path / name, tmp_path / "out")
