@@ -140,6 +140,10 @@ class TrainConfig(_Model):
     epochs: int = Field(8, gt=0)
     batch_size: int = Field(256, gt=0)
     lr: float = Field(2e-3, gt=0)
+    # AdamW's decoupled weight decay, and the rate at which candidate ids are hidden in training (so the model also
+    # learns to rank by features alone, as it must for an item it has never seen).
+    weight_decay: float = Field(1e-4, ge=0)
+    id_dropout: float = Field(0.1, ge=0, lt=1)
     patience: int = Field(2, gt=0)
     # An epoch is at least this many steps, passing over a small shop's groups again: at one pass of 5 steps an
     # epoch, the synthetic shop's validation loss was still falling fast when its 8 epochs ran out. Chosen on its

@@ -44,6 +44,8 @@ def test_workers_take_the_single_device_steps_of_every_pass():
         assert sorted(np.concatenate([a, b])) == sorted(one)
 
 
-def test_the_settings_floor_reaches_the_training_options():
-    settings = Settings().model_copy(update={"train": Settings().train.model_copy(update={"min_epoch_steps": 7})})
-    assert train_options(settings).min_epoch_steps == 7
+def test_the_settings_floor_and_regularisation_reach_the_training_options():
+    update = {"min_epoch_steps": 7, "weight_decay": 0.05, "id_dropout": 0.3}
+    settings = Settings().model_copy(update={"train": Settings().train.model_copy(update=update)})
+    options = train_options(settings)
+    assert (options.min_epoch_steps, options.weight_decay, options.id_dropout) == (7, 0.05, 0.3)
