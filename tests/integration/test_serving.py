@@ -261,6 +261,9 @@ def test_killing_triton_gives_degraded_answers_not_errors(stack):
     reply = _recommend(url, user_id=user, k=5, region="GB", at=DECEMBER)
     assert reply["degraded"] is True and reply["items"]
     assert all("fallback:seasonal_popularity" in i["reasons"] for i in reply["items"])
+    # Not ready, and the body says only that: which server is down, and where, goes to the log.
+    ready = httpx.get(f"{url}/readyz", timeout=10)
+    assert (ready.status_code, ready.json()) == (503, {"status": "not ready"})
 
 
 # --- event writes straight through the FeatureReader, on both stores ----------------------------------
