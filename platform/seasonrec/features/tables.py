@@ -53,13 +53,13 @@ def user_stats(events: pl.LazyFrame) -> pl.LazyFrame:
     return daily.select(
         s.USER_ID,
         s.FEATURE_TS,
-        cum("views").cast(pl.Int64).alias("n_views"),
-        cum("carts").cast(pl.Int64).alias("n_carts"),
-        cum("purchases").cast(pl.Int64).alias("n_purchases"),
-        (pl.col("purchases") > 0).cum_sum().over(**running).cast(pl.Int64).alias("purchase_days"),
-        cum("spend").cast(pl.Float64).alias("monetary"),
+        cum("views").cast(pl.Int64).alias(s.N_VIEWS),
+        cum("carts").cast(pl.Int64).alias(s.N_CARTS),
+        cum("purchases").cast(pl.Int64).alias(s.N_PURCHASES),
+        (pl.col("purchases") > 0).cum_sum().over(**running).cast(pl.Int64).alias(s.PURCHASE_DAYS),
+        cum("spend").cast(pl.Float64).alias(s.MONETARY),
         # Unix seconds; -1 until the first purchase. Recency is derived at request time.
-        pl.col("last_purchase").forward_fill().over(**running).dt.epoch("s").fill_null(-1).alias("last_purchase_ts"),
+        pl.col("last_purchase").forward_fill().over(**running).dt.epoch("s").fill_null(-1).alias(s.LAST_PURCHASE_TS),
         # Where the user shopped from most on their latest active day; shoppers rarely move.
         pl.col("day_region").alias(s.HOME_REGION),
     )
@@ -209,9 +209,9 @@ def region_item_trends(events: pl.LazyFrame) -> pl.LazyFrame:
         s.ITEM_ID,
         # A day's sales are known once the day is over.
         (pl.col("day") + timedelta(days=1)).alias(s.FEATURE_TS),
-        window(7).alias("sales_7d"),
-        window(28).alias("sales_28d"),
-    ).with_columns(((pl.col("sales_7d") / 7.0) / (pl.col("sales_28d") / 28.0 + 1e-3)).alias("trend_ratio"))
+        window(7).alias(s.SALES_7D),
+        window(28).alias(s.SALES_28D),
+    ).with_columns(((pl.col(s.SALES_7D) / 7.0) / (pl.col(s.SALES_28D) / 28.0 + 1e-3)).alias(s.TREND_RATIO))
 
 
 def seasonal_pools(
@@ -331,7 +331,9 @@ def user_repeats(events: pl.LazyFrame, size: int, half_life_days: float) -> pl.L
         snaps.join(days, on=s.USER_ID)
         .filter(pl.col("day") <= pl.col("snap"))
         .group_by(s.USER_ID, "snap", s.ITEM_ID)
-        .agg(pl.lit(0.5).pow(age / half_life_days).sum().alias("weight"), pl.col(s.FEATURE_TS).first())
+        # Rounded: a parallel sum adds its terms in no fixed order, and two items bought on the same days must tie
+        # exactly, so that the item id decides between them in every run.
+        .agg(pl.lit(0.5).pow(age / half_life_days).sum().round(9).alias("weight"), pl.col(s.FEATURE_TS).first())
         .sort([s.USER_ID, "snap", "weight", s.ITEM_ID], descending=[False, False, True, False])
         .group_by(s.USER_ID, "snap", maintain_order=True)
         .agg(
