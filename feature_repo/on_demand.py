@@ -32,12 +32,12 @@ from views import (
     ],
     # No descriptions here: Feast compares them when it checks the schema against the function's output.
     schema=[
-        Field(name="week_sin", dtype=Float64),  # sin of the week-of-year angle.
-        Field(name="week_cos", dtype=Float64),  # cos of the week-of-year angle.
-        Field(name="days_to_holiday", dtype=Int64),  # Days to the next holiday in the request's region.
-        Field(name="item_week_demand", dtype=Float64),  # Item's demand this ISO week; 1.0 is an average week.
+        Field(name=s.WEEK_SIN, dtype=Float64),  # sin of the week-of-year angle.
+        Field(name=s.WEEK_COS, dtype=Float64),  # cos of the week-of-year angle.
+        Field(name=s.DAYS_TO_HOLIDAY, dtype=Int64),  # Days to the next holiday in the request's region.
+        Field(name=s.ITEM_WEEK_DEMAND, dtype=Float64),  # Item's demand this ISO week; 1.0 is an average week.
         Field(name=s.WEEK_UNITS, dtype=Float64),  # The region's weekly units around this week in earlier years.
-        Field(name="item_age_days", dtype=Float64),  # Days since the item launched.
+        Field(name=s.ITEM_AGE_DAYS, dtype=Float64),  # Days since the item launched.
         Field(name=s.DEMAND_LEVEL, dtype=String),  # region, hemisphere or global: the profile demand rests on.
         Field(name=s.HISTORY_AGE_HOURS, dtype=Array(Float64)),  # Hours since each history event.
     ],

@@ -93,16 +93,12 @@ OFFLINE_TABLES = (
 )
 
 # --- Feast: feature names per view -------------------------------------------
-USER_STATS_FEATURES = (
-    "n_views",
-    "n_carts",
-    "n_purchases",
-    "purchase_days",
-    "monetary",
-    "last_purchase_ts",
-    "home_region",
-)
+N_VIEWS, N_CARTS, N_PURCHASES = "n_views", "n_carts", "n_purchases"
+PURCHASE_DAYS = "purchase_days"  # distinct days with a purchase
+MONETARY = "monetary"  # what the user has spent
+LAST_PURCHASE_TS = "last_purchase_ts"
 HOME_REGION = "home_region"
+USER_STATS_FEATURES = (N_VIEWS, N_CARTS, N_PURCHASES, PURCHASE_DAYS, MONETARY, LAST_PURCHASE_TS, HOME_REGION)
 HISTORY_ITEM_IDS = "history_item_ids"
 HISTORY_TS = "history_ts"
 HISTORY_EVENT_TYPES = "history_event_types"
@@ -117,6 +113,7 @@ ITEM_DEMAND_FEATURES = (DEMAND_BY_WEEK, TOTAL_DEMAND)
 BUY_DAYS = "buy_days"
 REBUY_DAYS = "rebuy_days"
 ITEM_REBUY_FEATURES = (BUY_DAYS, REBUY_DAYS)
+REBUY_SHARE = "rebuy_share"  # derived from both: `serving.rules.rebuy_share`
 # The same week-of-year profile per region and per hemisphere: seasonality is regional (features.context
 # shrinks the region's towards its hemisphere's and the hemisphere's towards the global one).
 REGION_DEMAND_BY_WEEK = "region_demand_by_week"
@@ -134,7 +131,9 @@ TITLE_ITEM_DEMAND_FEATURES = (TITLE_DEMAND_BY_WEEK, TITLE_DEMAND)
 # the hemisphere, or its own in all regions.
 DEMAND_LEVEL = "demand_level"
 DEMAND_LEVELS = ("region", "hemisphere", "title", "global")
-REGION_ITEM_FEATURES = ("sales_7d", "sales_28d", "trend_ratio")
+SALES_7D, SALES_28D = "sales_7d", "sales_28d"
+TREND_RATIO = "trend_ratio"  # the last 7 days' daily sales over the last 28 days'
+REGION_ITEM_FEATURES = (SALES_7D, SALES_28D, TREND_RATIO)
 POOL_ITEM_IDS = "pool_item_ids"
 POOL_SCORES = "pool_scores"
 SEASONAL_POOL_FEATURES = (POOL_ITEM_IDS, POOL_SCORES)
@@ -161,13 +160,17 @@ REQUEST_TS = "request_ts"
 # The region's units of demand of the item in the weeks around this one in earlier years: how much this season
 # sold there last year, where the demand index says only when in its year an item sells.
 WEEK_UNITS = "item_week_units"
+WEEK_SIN, WEEK_COS = "week_sin", "week_cos"
+DAYS_TO_HOLIDAY = "days_to_holiday"
+ITEM_WEEK_DEMAND = "item_week_demand"  # the demand index of this week in the region: 1.0 is an average week
+ITEM_AGE_DAYS = "item_age_days"
 SEASONAL_CONTEXT_FEATURES = (
-    "week_sin",
-    "week_cos",
-    "days_to_holiday",
-    "item_week_demand",
+    WEEK_SIN,
+    WEEK_COS,
+    DAYS_TO_HOLIDAY,
+    ITEM_WEEK_DEMAND,
     WEEK_UNITS,
-    "item_age_days",
+    ITEM_AGE_DAYS,
     DEMAND_LEVEL,
 )
 HISTORY_AGE_HOURS = "history_age_hours"

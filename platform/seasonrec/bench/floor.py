@@ -15,7 +15,7 @@ from datetime import datetime
 from fastapi import FastAPI
 from ray import serve
 
-from seasonrec.schema import ITEM_ID
+from seasonrec.schema import HISTORY_EVENT_TYPES, HISTORY_ITEM_IDS, HISTORY_TS, ITEM_ID
 from seasonrec.serving.api import RecommendationRequest, RecommendationResponse
 from seasonrec.serving.fetcher import ITEM_COLUMNS
 from seasonrec.serving.rules import from_columns
@@ -32,7 +32,7 @@ class Fetcher:
     def fetch(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
         ids = list(candidates or [])
         items = {column: ids if column == ITEM_ID else [1.0] * len(ids) for column in ITEM_COLUMNS}
-        history = {"history_item_ids": ["x"] * 20, "history_ts": [0] * 20, "history_event_types": ["view"] * 20}
+        history = {HISTORY_ITEM_IDS: ["x"] * 20, HISTORY_TS: [0] * 20, HISTORY_EVENT_TYPES: ["view"] * 20}
         return {"user": {"user_id": user_id, **history}, "items": items, "region": region}
 
 

@@ -30,7 +30,7 @@ def random_request(config, candidates: int, seed: int = 0) -> dict[str, np.ndarr
     history[:, : h // 3] = 0  # a third of the history is padding, as for most users
     return {
         "history_ids": history.astype(np.int64),
-        "history_age_hours": rng.uniform(1, 5_000, (1, h)).astype(np.float32),
+        s.HISTORY_AGE_HOURS: rng.uniform(1, 5_000, (1, h)).astype(np.float32),
         "context": rng.normal(size=(1, config.context_dim)).astype(np.float32),
         "region": rng.integers(2, config.n_regions, (1,)).astype(np.int64),
         "cand_ids": rng.integers(1, config.n_items, (1, candidates)).astype(np.int64),

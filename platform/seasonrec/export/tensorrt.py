@@ -30,7 +30,7 @@ BATCH_MIN, BATCH_OPT, BATCH_MAX = 1, 1, 8
 def _shapes(dims: dict[str, int], batch: int, candidates: int) -> str:
     per_input = {
         "history_ids": (batch, dims["history"]),
-        "history_age_hours": (batch, dims["history"]),
+        s.HISTORY_AGE_HOURS: (batch, dims["history"]),
         "context": (batch, dims["context"]),
         "region": (batch,),
         "cand_ids": (batch, candidates),

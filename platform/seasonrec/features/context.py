@@ -108,14 +108,14 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         strict=True,
     ):
         week, sin, cos, days = _request_context(ts, region)
-        out["week_sin"].append(sin)
-        out["week_cos"].append(cos)
-        out["days_to_holiday"].append(days)
+        out[s.WEEK_SIN].append(sin)
+        out[s.WEEK_COS].append(cos)
+        out[s.DAYS_TO_HOLIDAY].append(days)
         index, level = week_demand(week, (r_demand, r_units), (h_demand, h_units), (demand, total), (t_demand, t_units))
-        out["item_week_demand"].append(index)
+        out[s.ITEM_WEEK_DEMAND].append(index)
         out[s.WEEK_UNITS].append(week_units(week, (r_demand, r_units)))
         out[s.DEMAND_LEVEL].append(level)
         # Not negative: an item requested before its launch is new, not "about to sell".
-        out["item_age_days"].append(max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None)
+        out[s.ITEM_AGE_DAYS].append(max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None)
         out[s.HISTORY_AGE_HOURS].append([(ts - t) / 3600.0 for t in history] if history else [])
     return out

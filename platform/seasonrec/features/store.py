@@ -214,6 +214,6 @@ def sample_users(settings: Settings, n: int) -> list[str]:
     path = settings.paths.features / f"{s.USER_STATS}.parquet"
     if not path.is_file():
         raise SeasonrecError(f"{path}: not found; run `seasonrec features build` first")
-    latest = pl.scan_parquet(path).group_by(s.USER_ID).agg(pl.col("n_purchases").max())
-    top = latest.sort(["n_purchases", s.USER_ID], descending=[True, False]).head(n).collect()
+    latest = pl.scan_parquet(path).group_by(s.USER_ID).agg(pl.col(s.N_PURCHASES).max())
+    top = latest.sort([s.N_PURCHASES, s.USER_ID], descending=[True, False]).head(n).collect()
     return top[s.USER_ID].to_list()

@@ -18,20 +18,20 @@ from seasonrec import schema as s
 from seasonrec.model.ranker import PAD, UNSEEN
 
 # Order matters: the model's context and item-dense layers are trained on these positions.
-CONTEXT_COLUMNS = ("week_sin", "week_cos", "days_to_holiday", "n_purchases", "n_views", "monetary", "purchase_days")
+CONTEXT_COLUMNS = (s.WEEK_SIN, s.WEEK_COS, s.DAYS_TO_HOLIDAY, s.N_PURCHASES, s.N_VIEWS, s.MONETARY, s.PURCHASE_DAYS)
 ITEM_DENSE_COLUMNS = (
     s.PRICE,
-    "item_week_demand",
+    s.ITEM_WEEK_DEMAND,
     s.WEEK_UNITS,
-    "item_age_days",
-    "sales_7d",
-    "sales_28d",
-    "trend_ratio",
+    s.ITEM_AGE_DAYS,
+    s.SALES_7D,
+    s.SALES_28D,
+    s.TREND_RATIO,
 )
 CONTEXT_DIM = len(CONTEXT_COLUMNS) + 1  # + days since the last purchase
 # What this user's own purchases say of a candidate (`personal`): how often, how lately, how regularly, and
 # whether it is due again. The heuristics that win on repeat buyers rank with exactly these.
-PERSONAL_COLUMNS = ("buy_days", "days_since_buy", "buy_interval_days", "due")
+PERSONAL_COLUMNS = (s.ITEM_BUY_DAYS, "days_since_buy", "buy_interval_days", "due")  # the first: `user_item_stats`
 NEVER_BOUGHT_DAYS = 3650.0  # "never" reads as ten years ago: far, but on the same scale
 
 
@@ -121,18 +121,18 @@ def user_arrays(rows: pl.DataFrame, vocab: Vocab, history_length: int) -> dict[s
     pad_ages = pl.lit([0.0] * history_length, dtype=pl.List(pl.Float64))
     ids = pl.col(s.HISTORY_ITEM_IDS).fill_null(pl.lit([], dtype=pl.List(pl.String)))
     ages = pl.col(s.HISTORY_AGE_HOURS).fill_null(pl.lit([], dtype=pl.List(pl.Float64)))
-    days_since = (pl.col(s.REQUEST_TS) - pl.col("last_purchase_ts")) / 86_400.0
+    days_since = (pl.col(s.REQUEST_TS) - pl.col(s.LAST_PURCHASE_TS)) / 86_400.0
     frame = rows.select(
         pl.concat_list(pad_ids, ids.list.eval(_lookup(pl.element(), index))).list.tail(history_length).alias("h"),
         pl.concat_list(pad_ages, ages).list.tail(history_length).alias("a"),
-        *[_log(c) if c not in ("week_sin", "week_cos") else pl.col(c).fill_null(0.0) for c in CONTEXT_COLUMNS],
-        pl.when(pl.col("last_purchase_ts") > 0).then(days_since.clip(lower_bound=0).log1p()).otherwise(8.0).alias("r"),
+        *[_log(c) if c not in (s.WEEK_SIN, s.WEEK_COS) else pl.col(c).fill_null(0.0) for c in CONTEXT_COLUMNS],
+        pl.when(pl.col(s.LAST_PURCHASE_TS) > 0).then(days_since.clip(lower_bound=0).log1p()).otherwise(8.0).alias("r"),
         _lookup(pl.col(s.REGION), vocab.region_index()).alias("region"),
     )
     context = frame.select([*CONTEXT_COLUMNS, "r"]).to_numpy().astype(np.float32)
     return {
         "history_ids": np.stack(frame["h"].to_list()).astype(np.int64),
-        "history_age_hours": np.stack(frame["a"].to_list()).astype(np.float32),
+        s.HISTORY_AGE_HOURS: np.stack(frame["a"].to_list()).astype(np.float32),
         "context": context,
         "region": frame["region"].to_numpy().astype(np.int64),
     }

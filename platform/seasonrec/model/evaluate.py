@@ -92,7 +92,7 @@ class Replay:
         step = max(1, PAIRS_PER_CHUNK // len(ids))
         for start in range(0, rows.height, step):
             chunk = {k: v[start : start + step] for k, v in users.items()}
-            history, ages = chunk["history_ids"], chunk["history_age_hours"]
+            history, ages = chunk["history_ids"], chunk[s.HISTORY_AGE_HOURS]
             encoded, pad, ctx = model.encode(history, ages, chunk["context"], chunk["region"])
             mine = torch.from_numpy(own[start : start + step])
             scores = model.score_candidates(encoded, pad, ctx, history, ages, ids, cand, q, mine)
@@ -161,11 +161,11 @@ class Replay:
             "category": [c.category[i] for i in cand],
             "stock": [c.stock[i] for i in cand],
             "launch_ts": c.launch_ts[cand].tolist(),
-            "demand_index": _nullable(items.columns["item_week_demand"][cand]),
-            "total_demand": _nullable(items.columns["total_demand"][cand]),
+            "demand_index": _nullable(items.columns[s.ITEM_WEEK_DEMAND][cand]),
+            "total_demand": _nullable(items.columns[s.TOTAL_DEMAND][cand]),
             "demand_level": items.columns[s.DEMAND_LEVEL][cand].tolist(),
-            "rebuy_share": _nullable(items.columns["rebuy_share"][cand]),
-            "trend_ratio": _nullable(items.columns["trend_ratio"][cand]),
+            "rebuy_share": _nullable(items.columns[s.REBUY_SHARE][cand]),
+            "trend_ratio": _nullable(items.columns[s.TREND_RATIO][cand]),
             "sources": sources,
             "buy_days": _nullable(bought[s.ITEM_BUY_DAYS][cand]),
             "first_buy_ts": _nullable(bought[s.ITEM_FIRST_BUY_TS][cand]),

@@ -81,7 +81,7 @@ def user_state(reqs: pl.DataFrame, features: Path) -> pl.DataFrame:
             s.HISTORY_TS: state[s.HISTORY_TS].to_list(),
         }
     )
-    keep = ("week_sin", "week_cos", "days_to_holiday", s.HISTORY_AGE_HOURS)
+    keep = (s.WEEK_SIN, s.WEEK_COS, s.DAYS_TO_HOLIDAY, s.HISTORY_AGE_HOURS)
     return state.with_columns(pl.Series(k, context[k]) for k in keep)
 
 
@@ -240,8 +240,8 @@ class Catalogue:
         found = [week_demand(week, r, h, g, t) for r, h, g, t in zip(regional, halves, everywhere, titles, strict=True)]
         units = [week_units(week, r) for r in regional]
         return {
-            "rebuy_share": np.array([np.nan if (r := rebuy_share(b, a)) is None else r for b, a in rebuys]),
-            "item_week_demand": np.array([np.nan if d is None else d for d, _ in found]),
+            s.REBUY_SHARE: np.array([np.nan if (r := rebuy_share(b, a)) is None else r for b, a in rebuys]),
+            s.ITEM_WEEK_DEMAND: np.array([np.nan if d is None else d for d, _ in found]),
             s.WEEK_UNITS: np.array(units, dtype=np.float64),
             s.DEMAND_LEVEL: np.array([level for _, level in found], dtype=object),
             s.TOTAL_DEMAND: np.array([np.nan if n is None else n for _, n in everywhere], dtype=np.float64),
@@ -258,7 +258,7 @@ class Catalogue:
         columns = {
             **{c: frame[c].to_numpy().astype(np.float64) for c in s.REGION_ITEM_FEATURES},
             **self._demand(at, region),
-            "item_age_days": (ts - self.launch_ts) / 86_400.0,
+            s.ITEM_AGE_DAYS: (ts - self.launch_ts) / 86_400.0,
             s.PRICE: self.price,
         }
         dense = np.stack([dense_log(columns[c]) for c in ITEM_DENSE_COLUMNS], axis=-1).astype(np.float32)

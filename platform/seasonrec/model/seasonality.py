@@ -62,7 +62,7 @@ def probe_requests(features: Path, at: datetime, users_per_hemisphere: int, seed
     """Shoppers who had bought by `at`, sampled per hemisphere, each in their home region then."""
     stats = table(features, s.USER_STATS)
     latest = (
-        stats.filter((pl.col(s.FEATURE_TS) < at) & (pl.col("n_purchases") > 0))
+        stats.filter((pl.col(s.FEATURE_TS) < at) & (pl.col(s.N_PURCHASES) > 0))
         .unique(s.USER_ID, keep="last")
         .select(s.USER_ID, pl.col(s.HOME_REGION).alias(s.REGION))
         .drop_nulls()

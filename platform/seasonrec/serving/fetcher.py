@@ -52,13 +52,13 @@ ITEM_COLUMNS = (
     s.PRICE,
     s.STOCK,
     s.LAUNCH_TS,
-    "total_demand",
-    "sales_7d",
-    "sales_28d",
-    "trend_ratio",
-    "item_week_demand",
+    s.TOTAL_DEMAND,
+    s.SALES_7D,
+    s.SALES_28D,
+    s.TREND_RATIO,
+    s.ITEM_WEEK_DEMAND,
     s.WEEK_UNITS,
-    "item_age_days",
+    s.ITEM_AGE_DAYS,
     s.DEMAND_LEVEL,
     "pool_score",
     *s.USER_ITEM_FEATURES,
@@ -351,9 +351,9 @@ class FeatureReader(OnlineReader):
             }
         )
         for i, row in enumerate(rows):
-            row["item_week_demand"] = context["item_week_demand"][i]
+            row[s.ITEM_WEEK_DEMAND] = context[s.ITEM_WEEK_DEMAND][i]
             row[s.WEEK_UNITS] = context[s.WEEK_UNITS][i]
-            row["item_age_days"] = context["item_age_days"][i]
+            row[s.ITEM_AGE_DAYS] = context[s.ITEM_AGE_DAYS][i]
             row[s.DEMAND_LEVEL] = context[s.DEMAND_LEVEL][i]
             row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity
         user.update(
@@ -361,9 +361,9 @@ class FeatureReader(OnlineReader):
                 s.REGION: region,
                 s.REQUEST_TS: ts,
                 s.HISTORY_AGE_HOURS: context[s.HISTORY_AGE_HOURS][-1],
-                "week_sin": context["week_sin"][-1],
-                "week_cos": context["week_cos"][-1],
-                "days_to_holiday": context["days_to_holiday"][-1],
+                s.WEEK_SIN: context[s.WEEK_SIN][-1],
+                s.WEEK_COS: context[s.WEEK_COS][-1],
+                s.DAYS_TO_HOLIDAY: context[s.DAYS_TO_HOLIDAY][-1],
             }
         )
         return {

@@ -51,14 +51,14 @@ def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str
     history = [index.get(i, UNSEEN) for i in (user.get(s.HISTORY_ITEM_IDS) or [])][-h:]
     ages = list(user.get(s.HISTORY_AGE_HOURS) or [])[-h:]
     context = [
-        (user.get(c) or 0.0) if c in ("week_sin", "week_cos") else dense_log([user.get(c)])[0] for c in CONTEXT_COLUMNS
+        (user.get(c) or 0.0) if c in (s.WEEK_SIN, s.WEEK_COS) else dense_log([user.get(c)])[0] for c in CONTEXT_COLUMNS
     ]
-    last = user.get("last_purchase_ts")
+    last = user.get(s.LAST_PURCHASE_TS)
     days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
     context.append(float(np.log1p(max(days, 0.0))) if days is not None else 8.0)
     return {
         "history_ids": np.array([[PAD] * (h - len(history)) + history], dtype=np.int64),
-        "history_age_hours": np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
+        s.HISTORY_AGE_HOURS: np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
         "context": np.array([context], dtype=np.float32),
         "region": np.array([regions.get(user.get(s.REGION), UNSEEN)], dtype=np.int64),
         "cand_ids": np.array([[index.get(i, UNSEEN) for i in items[s.ITEM_ID]]], dtype=np.int64),
@@ -123,11 +123,11 @@ def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
         "category": items[s.CATEGORY],
         "stock": items[s.STOCK],
         "launch_ts": items[s.LAUNCH_TS],
-        "demand_index": items["item_week_demand"],
-        "total_demand": items["total_demand"],
+        "demand_index": items[s.ITEM_WEEK_DEMAND],
+        "total_demand": items[s.TOTAL_DEMAND],
         "demand_level": items.get(s.DEMAND_LEVEL),
         "rebuy_share": [rebuy_share(b, r) for b, r in zip(buys, rebuys, strict=True)],
-        "trend_ratio": items["trend_ratio"],
+        "trend_ratio": items[s.TREND_RATIO],
         "sources": items.get(s.CANDIDATE_SOURCES_COLUMN) or [()] * len(scores),
         "buy_days": items.get(s.ITEM_BUY_DAYS),
         "first_buy_ts": items.get(s.ITEM_FIRST_BUY_TS),

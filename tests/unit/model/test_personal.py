@@ -17,7 +17,7 @@ DAY = 86_400
 
 
 def test_the_columns_are_buy_days_since_interval_due():
-    assert PERSONAL_COLUMNS == ("buy_days", "days_since_buy", "buy_interval_days", "due")
+    assert PERSONAL_COLUMNS == (s.ITEM_BUY_DAYS, "days_since_buy", "buy_interval_days", "due")
 
 
 def test_never_bought_reads_as_ten_years_ago():
