@@ -431,6 +431,7 @@ class FeatureReader(OnlineReader):
 
 
 def utc_now() -> datetime:
+    """The server's clock, by name, so that a test can make it step back."""
     return datetime.now(UTC)
 
 
