@@ -208,6 +208,21 @@ def test_delete_user_erases_them_and_the_next_answer_is_cold_start(stack, writer
     assert again.status_code == 200 and again.json()["removed"]["total"] == 0
 
 
+def test_a_user_id_holding_a_slash_has_a_history_and_can_be_erased(stack, writer):
+    """A shop's ids may hold "/": sent as %2F, which the server decodes before it routes."""
+    settings, url = stack
+    user, quoted = "shop/4711", "shop%2F4711"
+    item = pl.read_parquet(settings.paths.features / f"{s.ITEM_PROFILE}.parquet")[s.ITEM_ID][0]
+    event = {"user_id": user, "item_id": item, "event_type": "view"}
+    assert httpx.post(f"{url}/v1/events", json=event, headers=writer, timeout=30).status_code == 200
+    history = httpx.get(f"{url}/v1/users/{quoted}/history", timeout=30)
+    assert history.status_code == 200 and history.json()["user_id"] == user
+    assert [e[s.ITEM_ID] for e in history.json()["events"]] == [item]
+    reply = httpx.delete(f"{url}/v1/users/{quoted}", headers=writer, timeout=60)
+    assert reply.status_code == 200 and reply.json()["removed"]["online_keys"] > 0, reply.text[:300]
+    assert httpx.get(f"{url}/v1/users/{quoted}/history", timeout=30).json()["events"] == []
+
+
 def test_delete_user_with_a_blank_id_is_a_422_naming_it(stack, writer):
     _, url = stack
     reply = httpx.delete(f"{url}/v1/users/%20", headers=writer, timeout=30)

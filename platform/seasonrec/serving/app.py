@@ -318,7 +318,8 @@ class Ingress:
                 self.suggested = []
         return UserList(user_ids=self.suggested[:n])
 
-    @api.get("/v1/users/{user_id}/history", response_model=HistoryResponse, dependencies=[READ])
+    # `:path`: a shop's id may hold "/" (sent as %2F, which the server decodes before it routes).
+    @api.get("/v1/users/{user_id:path}/history", response_model=HistoryResponse, dependencies=[READ])
     async def history(
         self, user_id: UserIdPath, limit: Annotated[int, Query(ge=1, le=100)] = 20
     ) -> HistoryResponse | JSONResponse:
@@ -334,7 +335,7 @@ class Ingress:
         # The caller's own (raw) id: the pseudonym never leaves the server.
         return HistoryResponse(user_id=user_id, events=[self._described(e) for e in events])
 
-    @api.delete("/v1/users/{user_id}", response_model=ErasureResponse, dependencies=[WRITE])
+    @api.delete("/v1/users/{user_id:path}", response_model=ErasureResponse, dependencies=[WRITE])
     async def forget(self, user_id: UserIdPath) -> ErasureResponse | JSONResponse:
         """Erase a user (the shop's raw id): online rows, offline rows, files naming them; audited.
 

@@ -32,7 +32,7 @@ def _routes(routes=None) -> list[APIRoute]:
 
 def test_every_write_route_needs_the_write_token():
     writes = [r for r in _routes() if r.methods - {"GET", "HEAD"}]
-    assert {r.path for r in writes} >= {"/v1/events", "/v1/users/{user_id}"}
+    assert {r.path for r in writes} >= {"/v1/events", "/v1/users/{user_id:path}"}
     for route in writes:
         if route.path == "/v1/recommendations":  # a POST that only reads
             continue
@@ -40,7 +40,7 @@ def test_every_write_route_needs_the_write_token():
 
 
 def test_every_api_read_can_be_closed_by_protect_reads():
-    assert {r.path for r in _routes()} >= OPEN | {"/v1/recommendations", "/v1/users/{user_id}/history"}
+    assert {r.path for r in _routes()} >= OPEN | {"/v1/recommendations", "/v1/users/{user_id:path}/history"}
     for route in _routes():
         if route.path in OPEN:
             continue
