@@ -178,7 +178,7 @@ def build_training_set(
     events = scan_table(find_table(data, s.EVENTS_TABLE))
     items = scan_table(find_table(data, s.ITEMS_TABLE)).select(s.ITEM_ID, s.LAUNCH_TS).collect()
     entity_rows = label_rows(
-        events, items, start, end, negatives, seed, limit, from_history, settings.train.history_min_pool
+        events, items, start, end, negatives, seed, limit, from_history, min_pool=settings.train.history_min_pool
     )
     store = open_store(settings)
     service = store.get_feature_service(s.RANKER_SERVICE)
