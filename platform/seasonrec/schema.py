@@ -202,10 +202,15 @@ RANKER_INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {
     "history_age_hours": ("TYPE_FP32", (-1,)),
     "context": ("TYPE_FP32", (-1,)),  # season, holiday distance, user totals
     "region": ("TYPE_INT64", ()),
+    # Indices into the version's own item tables (titles, categories); index n_items + j is
+    # row j of NEW_ITEM_INPUTS, an item the version has never seen.
     "cand_ids": ("TYPE_INT64", (-1,)),
-    "cand_categories": ("TYPE_INT64", (-1,)),
-    "cand_titles": ("TYPE_FP32", (-1, -1)),
     "cand_dense": ("TYPE_FP32", (-1, -1)),
     "cand_personal": ("TYPE_FP32", (-1, -1)),  # the user's own purchases of each candidate (batch.personal)
+    # The request's items that the version has never seen (new launches): [batch, N, ...], at
+    # least one row (a zero row when there is none, so no tensor is ever empty).
+    "new_titles": ("TYPE_FP32", (-1, -1)),
+    "new_categories": ("TYPE_INT64", (-1,)),
 }
+NEW_ITEM_INPUTS = ("new_titles", "new_categories")
 RANKER_OUTPUT = "scores"  # [batch, candidates], higher is better

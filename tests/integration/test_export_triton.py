@@ -52,8 +52,9 @@ def exported(training_set, checkpoints, tmp_path_factory):
 
 
 def _request(path, checkpoint):
+    """One real request with 200 candidates, every 7th a new launch the version has never seen."""
     model, vocab = load_model(checkpoint)
-    return model, parity_batches(path, model, vocab)[1]  # one real request with 200 candidates
+    return model, parity_batches(path, model, vocab)[1]
 
 
 def test_export_writes_a_checked_version_with_its_model_card(exported, checkpoints):
@@ -114,13 +115,16 @@ def test_triton_scores_equal_pytorch_then_swaps_versions_under_load(exported, ch
     server = TritonServer(settings)
     server.start()
     try:
-        model, batch = _request(path, checkpoints[0])
+        model, request = _request(path, checkpoints[0])
         import torch
 
         with torch.inference_mode():
-            expected = model(**{k: torch.from_numpy(v) for k, v in batch.items()}).numpy()
+            expected = model(**{k: torch.from_numpy(v) for k, v in request.reference.items()}).numpy()
+        batch = request.served
+        assert (batch["cand_ids"] >= model.config.n_items).sum() == 29 and "cand_titles" not in batch
         scores, version = asyncio.run(_score(settings, batch))
         assert version == "1" and scores.shape == (1, 200)
+        # Both kinds of item score as PyTorch scores them: by index, and new launches by their title.
         np.testing.assert_allclose(scores, expected, atol=TOLERANCE, rtol=0)
 
         second = export_model(settings, checkpoints[1], training_set=path, build_tensorrt=True)
@@ -184,9 +188,9 @@ def test_stop_leaves_no_process_and_a_stopped_server_is_unavailable(exported, ch
     assert server.stop() is True
     assert session_members(pid) == []  # no orphan: neither the server nor a Python-backend stub
     assert server.status() == {"running": False}
-    _, batch = _request(path, checkpoints[0])
+    _, request = _request(path, checkpoints[0])
     with pytest.raises(ScorerUnavailable):
-        asyncio.run(_score(settings, batch))
+        asyncio.run(_score(settings, request.served))
 
 
 def test_missing_binary_and_busy_port_are_clear_errors(exported):

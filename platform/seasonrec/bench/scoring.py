@@ -44,9 +44,9 @@ def random_request(config, candidates: int, seed: int = 0) -> dict[str, np.ndarr
 def _eager(model):
     import torch
 
-    def call(batch):
+    def call(request):
         with torch.inference_mode():
-            return model(**{k: torch.from_numpy(v) for k, v in batch.items()})
+            return model(**{k: torch.from_numpy(v) for k, v in request.reference.items()})
 
     return call
 
@@ -55,7 +55,12 @@ def _onnxruntime(path: Path):
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda batch: session.run([s.RANKER_OUTPUT], batch)
+    return lambda request: session.run([s.RANKER_OUTPUT], request.served)
+
+
+def request_bytes(arrays: dict[str, np.ndarray]) -> int:
+    """The tensors' payload: what a gRPC request carries besides a few hundred bytes of names and shapes."""
+    return sum(a.nbytes for a in arrays.values())
 
 
 def bench_scoring(settings: Settings, args) -> tuple[str, list[dict]]:
@@ -94,7 +99,7 @@ def bench_scoring(settings: Settings, args) -> tuple[str, list[dict]]:
             server = TritonServer(bench)
             server.start()
             client = loop.run_until_complete(_make_client(bench))
-            calls["triton"] = lambda batch: loop.run_until_complete(client.score(batch))
+            calls["triton"] = lambda request: loop.run_until_complete(client.score(request.served))
         title, rows = _measure(calls, ways, counts, args.requests, model.config, server)
         return title, rows
     finally:
@@ -130,10 +135,17 @@ def _mean_ms(before: tuple[int, int], after: tuple[int, int]) -> float:
 
 
 def _measure(calls, ways, counts, requests, config, server=None) -> tuple[str, list[dict]]:
+    from seasonrec.export.export import Request
+
     results: dict[tuple[str, int], dict] = {}
     inside: dict[int, str] = {}
+    sizes: dict[int, str] = {}
     for count in progress(counts, description="scoring, candidates per request"):
-        batch = random_request(config, count)
+        # Every candidate known to the version, as nearly all are: the request carries no title.
+        batch = Request.with_new_items(random_request(config, count), config.n_items, every=None)
+        # Before index-based requests, every candidate's title embedding travelled with it.
+        sent, before = request_bytes(batch.served), request_bytes(batch.reference)
+        sizes[count] = f"{sent / 1024:.1f} KiB ({before / sent:.0f}x less than with titles)"
         for way in ways:
             before = _server_stats(server) if way == "triton" else None
             results[way, count] = percentiles(lambda fn=calls[way], b=batch: fn(b), requests, warmup=10)
@@ -158,6 +170,7 @@ def _measure(calls, ways, counts, requests, config, server=None) -> tuple[str, l
                 if "onnxruntime" in ways
                 else "",
                 "inside Triton, mean ms": inside.get(count, "") if way == "triton" else "",
+                "request tensors": sizes[count] if way == "triton" else "",
             }
             rows.append(row)
     lo, hi = min(counts), max(counts)

@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import warnings
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from seasonrec.config import Settings
 from seasonrec.errors import SeasonrecError
 from seasonrec.export import tensorrt
 from seasonrec.export.repository import CARD_FILE, ModelRepository
+from seasonrec.model.batch import served_candidates
 from seasonrec.model.data import Arrays, load_groups
-from seasonrec.model.ranker import SeasonalRanker
+from seasonrec.model.ranker import UNSEEN, SeasonalRanker
 from seasonrec.model.train import HISTORY_FILE, VOCAB_FILE, load_model
 from seasonrec.progress import task
 
@@ -36,6 +38,18 @@ ONNX_FILE = "model.onnx"
 TOLERANCE = 1e-4  # max |ONNX Runtime - PyTorch| over every score, fp32
 OPSET = 18
 PARITY_GROUPS = 64
+# `SeasonalRanker.forward`'s inputs, titles and categories explicit: the reference the served graph must equal.
+MODEL_INPUTS = (
+    "history_ids",
+    s.HISTORY_AGE_HOURS,
+    "context",
+    "region",
+    "cand_ids",
+    "cand_categories",
+    "cand_titles",
+    "cand_dense",
+    "cand_personal",
+)
 
 
 def _axes() -> dict[str, dict[int, str]]:
@@ -46,18 +60,21 @@ def _axes() -> dict[str, dict[int, str]]:
             named[1] = "candidates"
         elif name.startswith("history_"):
             named[1] = "history"
+        elif name in s.NEW_ITEM_INPUTS:
+            named[1] = "new_items"
         axes[name] = named
     axes[s.RANKER_OUTPUT] = {0: "batch", 1: "candidates"}
     return axes
 
 
-def parity_batches(training_set: Path, model: SeasonalRanker, vocab) -> list[Arrays]:
+def parity_batches(training_set: Path, model: SeasonalRanker, vocab) -> list[Request]:
     """Real requests: 32 groups of the training set as they are, and one request with 200 of their candidates.
 
-    The graph takes titles as an input, so the checkpoint's own titles are passed for each candidate.
+    In both, every 7th candidate plays a new launch: the version does not know its id (UNSEEN), and its title
+    and category travel in the request, so parity covers both kinds of item.
     """
     arrays, _ = load_groups(training_set, vocab, model.config.history_length, max_groups=PARITY_GROUPS)
-    arrays = {k: v for k, v in arrays.items() if k in s.RANKER_INPUTS}  # the model's inputs, not training's extras
+    arrays = {k: v for k, v in arrays.items() if k in MODEL_INPUTS}  # the model's inputs, not training's extras
     arrays["cand_titles"] = model.item_titles[torch.from_numpy(arrays["cand_ids"])].numpy()
     n = len(arrays["region"])
     if n < 2:
@@ -68,18 +85,43 @@ def parity_batches(training_set: Path, model: SeasonalRanker, vocab) -> list[Arr
         if k.startswith("cand_"):
             flat = v.reshape(-1, *v.shape[2:])
             one[k] = np.resize(flat, (200, *flat.shape[1:]))[None]
-    return [grouped, one]
+    return [Request.with_new_items(batch, model.config.n_items) for batch in (grouped, one)]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One batch two ways: the model's own inputs (`reference`) and the same request as Triton takes it (`served`)."""
+
+    reference: Arrays
+    served: Arrays
+
+    @classmethod
+    def with_new_items(cls, batch: Arrays, n_items: int, every: int | None = 7) -> Request:
+        """Every `every`-th candidate made a new launch (none when None); the rest keep their known index."""
+        reference = dict(batch)
+        ids = batch["cand_ids"].copy()
+        if every:
+            ids[:, ::every] = UNSEEN
+        reference["cand_ids"] = ids
+        new = ids == UNSEEN
+        titles = [t[m] for t, m in zip(batch["cand_titles"], new, strict=True)]
+        categories = [c[m] for c, m in zip(batch["cand_categories"], new, strict=True)]
+        served = {k: batch[k] for k in s.RANKER_INPUTS if k in batch}
+        served.update(served_candidates(ids, n_items, titles, categories))
+        return cls(reference, served)
 
 
 def _scores(model: SeasonalRanker, batch: Arrays) -> np.ndarray:
     with torch.inference_mode():
-        return model(**{k: torch.from_numpy(np.ascontiguousarray(batch[k])) for k in s.RANKER_INPUTS}).numpy()
+        return model(**{k: torch.from_numpy(np.ascontiguousarray(batch[k])) for k in MODEL_INPUTS}).numpy()
 
 
 class ServedRanker(torch.nn.Module):
-    """The ranker as Triton serves it: every input explicit, titles included, in `schema.RANKER_INPUTS` order.
+    """The ranker as Triton serves it, in `schema.RANKER_INPUTS` order: candidates by index into the version's own
+    item tables, so a request carries no title of an item the version knows.
 
-    `SeasonalRanker.forward` takes titles last and optionally; the ONNX exporter names inputs by position.
+    Index `n_items + j` is row j of the request's new-item table (`new_titles`, `new_categories`): an item the
+    version has never seen, scored as the model scores UNSEEN with its title and category.
     """
 
     def __init__(self, model: SeasonalRanker):
@@ -93,16 +135,28 @@ class ServedRanker(torch.nn.Module):
         context: torch.Tensor,
         region: torch.Tensor,
         cand_ids: torch.Tensor,
-        cand_categories: torch.Tensor,
-        cand_titles: torch.Tensor,
         cand_dense: torch.Tensor,
         cand_personal: torch.Tensor,
+        new_titles: torch.Tensor,
+        new_categories: torch.Tensor,
     ) -> torch.Tensor:
-        inputs = (history_ids, history_age_hours, context, region, cand_ids, cand_categories)
-        return self.model(*inputs, cand_dense=cand_dense, cand_personal=cand_personal, cand_titles=cand_titles)
+        n = self.model.item_titles.shape[0]
+        new = cand_ids >= n
+        # Two gathers and a select: concatenating the new rows onto the whole catalogue table would copy it per call.
+        known = torch.where(new, torch.full_like(cand_ids, UNSEEN), cand_ids)
+        row = (cand_ids - n).clamp(min=0)
+        titles = torch.where(
+            new.unsqueeze(-1),
+            torch.gather(new_titles, 1, row.unsqueeze(-1).expand(-1, -1, new_titles.shape[-1])),
+            self.model.item_titles[known],
+        )
+        categories = torch.where(new, torch.gather(new_categories, 1, row), self.model.item_categories[known])
+        inputs = (history_ids, history_age_hours, context, region, known, categories)
+        return self.model(*inputs, cand_dense=cand_dense, cand_personal=cand_personal, cand_titles=titles)
 
 
 def to_onnx(model: SeasonalRanker, sample: Arrays, path: Path) -> None:
+    """`sample`: a served batch (`Request.served`)."""
     args = tuple(torch.from_numpy(np.ascontiguousarray(sample[k])) for k in s.RANKER_INPUTS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -120,14 +174,15 @@ def to_onnx(model: SeasonalRanker, sample: Arrays, path: Path) -> None:
         )
 
 
-def check_parity(model: SeasonalRanker, path: Path, batches: list[Arrays]) -> float:
+def check_parity(model: SeasonalRanker, path: Path, batches: list[Request]) -> float:
+    """The largest |ONNX Runtime on the served inputs - PyTorch on the model's own inputs| over every score."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     worst = 0.0
     for batch in batches:
-        (onnx_scores,) = session.run([s.RANKER_OUTPUT], {k: batch[k] for k in s.RANKER_INPUTS})
-        worst = max(worst, float(np.abs(onnx_scores - _scores(model, batch)).max()))
+        (onnx_scores,) = session.run([s.RANKER_OUTPUT], batch.served)
+        worst = max(worst, float(np.abs(onnx_scores - _scores(model, batch.reference)).max()))
     return worst
 
 
@@ -247,7 +302,7 @@ def export_model(
     with repo.staging(version) as stage, task(f"export to version {version}", total=3) as bar:
         onnx_path = stage / ONNX_FILE
         bar.note("ONNX graph")
-        to_onnx(model, batches[0], onnx_path)
+        to_onnx(model, batches[0].served, onnx_path)
         import onnx
 
         bar.advance()

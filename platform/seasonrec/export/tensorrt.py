@@ -27,17 +27,18 @@ CANDIDATES_MIN, CANDIDATES_OPT, CANDIDATES_MAX = 1, 200, 1_000
 BATCH_MIN, BATCH_OPT, BATCH_MAX = 1, 1, 8
 
 
-def _shapes(dims: dict[str, int], batch: int, candidates: int) -> str:
+def _shapes(dims: dict[str, int], batch: int, candidates: int, new: int) -> str:
     per_input = {
         "history_ids": (batch, dims["history"]),
         s.HISTORY_AGE_HOURS: (batch, dims["history"]),
         "context": (batch, dims["context"]),
         "region": (batch,),
         "cand_ids": (batch, candidates),
-        "cand_categories": (batch, candidates),
-        "cand_titles": (batch, candidates, dims["title"]),
         "cand_dense": (batch, candidates, dims["item_dense"]),
         "cand_personal": (batch, candidates, dims["personal"]),
+        # New launches are few: one row (the zero row of a request without any) up to every candidate.
+        "new_titles": (batch, new, dims["title"]),
+        "new_categories": (batch, new),
     }
     assert set(per_input) == set(s.RANKER_INPUTS)
     return ",".join(f"{name}:{'x'.join(map(str, shape))}" for name, shape in per_input.items())
@@ -50,9 +51,9 @@ def trtexec_command(onnx: str, plan: str, dims: dict[str, int]) -> list[str]:
         f"--onnx={onnx}",
         f"--saveEngine={plan}",
         "--fp16",
-        f"--minShapes={_shapes(dims, BATCH_MIN, CANDIDATES_MIN)}",
-        f"--optShapes={_shapes(dims, BATCH_OPT, CANDIDATES_OPT)}",
-        f"--maxShapes={_shapes(dims, BATCH_MAX, CANDIDATES_MAX)}",
+        f"--minShapes={_shapes(dims, BATCH_MIN, CANDIDATES_MIN, 1)}",
+        f"--optShapes={_shapes(dims, BATCH_OPT, CANDIDATES_OPT, 1)}",
+        f"--maxShapes={_shapes(dims, BATCH_MAX, CANDIDATES_MAX, CANDIDATES_MAX)}",
     ]
 
 

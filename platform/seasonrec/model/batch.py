@@ -183,3 +183,26 @@ def catalogue_tables(vocab: Vocab, profiles: pl.DataFrame, title_dim: int) -> tu
             titles[i] = emb if emb is not None else 0.0
             categories[i] = cats.get(cat, UNSEEN)
     return torch.from_numpy(titles), torch.from_numpy(categories)
+
+
+def served_candidates(
+    cand_ids: np.ndarray, n_items: int, titles: list[np.ndarray], categories: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Triton's candidate inputs: known items by index alone, new ones (UNSEEN) in the request's new-item table.
+
+    `cand_ids` [B, C] marks each item the version has never seen with UNSEEN; `titles[b]` [k_b, title_dim] and
+    `categories[b]` [k_b] describe request b's new items in the order they appear. Each of those becomes index
+    `n_items + j`, row j of `new_titles` / `new_categories`, which always hold at least one (zero) row.
+    """
+    ids = cand_ids.astype(np.int64, copy=True)
+    width = max(1, max(len(t) for t in titles))
+    new_titles = np.zeros((len(ids), width, titles[0].shape[-1]), dtype=np.float32)
+    new_categories = np.full((len(ids), width), PAD, dtype=np.int64)
+    for b, (row, title, category) in enumerate(zip(ids, titles, categories, strict=True)):
+        new = np.flatnonzero(row == UNSEEN)
+        if len(new) != len(title) or len(new) != len(category):
+            raise ValueError(f"request {b}: {len(new)} new items, {len(title)} titles, {len(category)} categories")
+        row[new] = n_items + np.arange(len(new))
+        new_titles[b, : len(new)] = title
+        new_categories[b, : len(new)] = category
+    return {"cand_ids": ids, "new_titles": new_titles, "new_categories": new_categories}

@@ -2,12 +2,14 @@
 
 Item ids become indices with the vocabulary exported beside each version, and
 every call names the version it encoded for, so a hot swap can never pair one
-version's indices with another version's weights. Title embeddings come from
-this process's own cache (`TitleEmbeddings`), not from the request.
+version's indices with another version's weights. The version holds every known
+item's title and category; only items it has never seen (new launches) carry a
+title embedding, from this process's own cache (`TitleEmbeddings`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -16,7 +18,7 @@ import numpy as np
 
 from seasonrec import schema as s
 from seasonrec.config import Settings
-from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, dense_log, personal
+from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, dense_log, personal, served_candidates
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
 from seasonrec.serving.fetcher import TitleEmbeddings
@@ -33,15 +35,21 @@ class VersionShapes:
         self.items = self.vocab.item_index()
         self.categories = self.vocab.category_index()
         self.regions = self.vocab.region_index()
+        self.n_items = self.vocab.sizes["n_items"]
         self.history_length = config["history_length"]
         self.title_dim = config["title_dim"]
 
+    def unknown(self, item_ids: list[str]) -> list[str]:
+        """The items this version has never seen, in order: the only ones whose titles a request carries."""
+        return [i for i in item_ids if i not in self.items]
 
-def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str, np.ndarray]:
+
+def encode(fetched: dict, shapes: VersionShapes, new_titles: np.ndarray) -> dict[str, np.ndarray]:
     """One request's tensors (batch of 1), exactly as `model.batch` encodes training rows.
 
-    `fetched["items"]` holds one list per column (`fetcher.ITEM_COLUMNS`), and `titles` the
-    candidates' title embeddings, [C, title_dim], in the same order.
+    `fetched["items"]` holds one list per column (`fetcher.ITEM_COLUMNS`). A known candidate goes by its index
+    alone: the version holds its title and category. `new_titles` [k, title_dim] are the titles of the
+    `shapes.unknown` candidates, in the same order (`batch.served_candidates`).
 
     In numpy rather than polars: a request is one row and a few hundred items, where
     building DataFrames costs more than the arithmetic (a unit test keeps the two equal).
@@ -56,18 +64,19 @@ def encode(fetched: dict, shapes: VersionShapes, titles: np.ndarray) -> dict[str
     last = user.get(s.LAST_PURCHASE_TS)
     days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
     context.append(float(np.log1p(max(days, 0.0))) if days is not None else 8.0)
+    ids = np.array([[index.get(i, UNSEEN) for i in items[s.ITEM_ID]]], dtype=np.int64)
+    new_categories = [categories.get(c, UNSEEN) for c, i in zip(items[s.CATEGORY], ids[0], strict=True) if i == UNSEEN]
+    titles = new_titles if len(new_titles) else np.zeros((0, shapes.title_dim), dtype=np.float32)
     return {
         "history_ids": np.array([[PAD] * (h - len(history)) + history], dtype=np.int64),
         s.HISTORY_AGE_HOURS: np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
         "context": np.array([context], dtype=np.float32),
         "region": np.array([regions.get(user.get(s.REGION), UNSEEN)], dtype=np.int64),
-        "cand_ids": np.array([[index.get(i, UNSEEN) for i in items[s.ITEM_ID]]], dtype=np.int64),
-        "cand_categories": np.array([[categories.get(c, UNSEEN) for c in items[s.CATEGORY]]], dtype=np.int64),
-        "cand_titles": titles[None],
         "cand_dense": np.stack([dense_log(items[c]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(np.float32),
         "cand_personal": personal(
             *(_floats(items.get(c), len(items[s.ITEM_ID])) for c in s.USER_ITEM_FEATURES), user[s.REQUEST_TS]
         )[None],
+        **served_candidates(ids, shapes.n_items, [titles], [np.array(new_categories, dtype=np.int64)]),
     }
 
 
@@ -99,8 +108,11 @@ class Scorer:
 
     async def score(self, fetched: dict) -> tuple[list[float], str]:
         version = await self._live_version()
-        titles = self.titles.lookup(fetched["items"][s.ITEM_ID])
-        batch = encode(fetched, self.shapes[version], titles)
+        shapes = self.shapes[version]
+        unknown = shapes.unknown(fetched["items"][s.ITEM_ID])
+        # Only new launches carry a title, and the store read runs off the event loop, so a deadline can cut it.
+        titles = await asyncio.to_thread(self.titles.lookup, unknown) if unknown else np.zeros((0, shapes.title_dim))
+        batch = encode(fetched, shapes, titles.astype(np.float32, copy=False))
         try:
             scores, answered = await self.client.score(batch, str(version))
         except ScorerUnavailable:

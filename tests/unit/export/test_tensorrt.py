@@ -18,7 +18,9 @@ def test_profile_spans_one_to_a_thousand_candidates_for_every_input():
     assert "--fp16" in command
     low, high = _shapes(command, "minShapes"), _shapes(command, "maxShapes")
     assert set(low) == set(high) == set(s.RANKER_INPUTS)
-    assert low["cand_titles"] == "1x1x384" and high["cand_titles"].split("x")[1] == "1000"
+    assert low["cand_dense"] == "1x1x6" and high["cand_dense"].split("x")[1] == "1000"
+    # New launches: one row at least (a request without any sends a zero row), up to every candidate.
+    assert low["new_titles"] == "1x1x384" and high["new_titles"] == "8x1000x384"
     assert high["history_ids"].endswith("x20")
 
 

@@ -8,7 +8,15 @@ import numpy as np
 import polars as pl
 
 from seasonrec import schema as s
-from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, item_arrays, user_arrays
+from seasonrec.model.batch import (
+    CONTEXT_COLUMNS,
+    ITEM_DENSE_COLUMNS,
+    Vocab,
+    item_arrays,
+    served_candidates,
+    user_arrays,
+)
+from seasonrec.model.ranker import UNSEEN
 from seasonrec.serving.fetcher import ITEM_COLUMNS, title_vector
 from seasonrec.serving.scorer import VersionShapes, encode
 
@@ -48,8 +56,10 @@ def test_numpy_encoding_equals_the_training_encoding(tmp_path):
             s.ITEM_LAST_BUY_TS: 1_732_000_000,
         },
     ]
-    titles = np.stack([title_vector(row[s.TITLE_EMBEDDING], 3) for row in items])
     columns = {column: [row.get(column) for row in items] for column in ITEM_COLUMNS}  # as the fetcher sends them
+    # Only the item the version has never seen carries its title.
+    assert shapes.unknown(columns[s.ITEM_ID]) == ["NEW"]
+    titles = np.stack([title_vector(row[s.TITLE_EMBEDDING], 3) for row in items if row[s.ITEM_ID] == "NEW"])
     served = encode({"user": user, "items": columns}, shapes, titles)
 
     user_frame = pl.DataFrame([user]).with_columns(pl.col(c).cast(pl.Float64) for c in CONTEXT_COLUMNS)
@@ -73,6 +83,17 @@ def test_numpy_encoding_equals_the_training_encoding(tmp_path):
         },
     )
     trained.update({k: v[None] for k, v in item_arrays(item_frame, vocab, 3).items()})
+    # Training's rows carry every title; the served request keeps only the new item's, in its own table.
+    new = trained["cand_ids"] == UNSEEN
+    trained.update(
+        served_candidates(
+            trained.pop("cand_ids"),
+            vocab.sizes["n_items"],
+            [trained.pop("cand_titles")[new]],
+            [trained.pop("cand_categories")[new]],
+        )
+    )
+    assert served["cand_ids"].tolist() == [[3, vocab.sizes["n_items"], 4]]
     assert set(served) == set(trained) == set(s.RANKER_INPUTS)
     for name in s.RANKER_INPUTS:
         assert served[name].dtype == trained[name].dtype, name
