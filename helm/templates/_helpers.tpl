@@ -428,3 +428,9 @@ autoscalerOptions:
   volumeMounts:
     {{- include "seasonrec.tmpMount" . | nindent 4 }}
 {{- end }}
+
+{{/* Serve's request_timeout_s: a second above settings.serving.deadline_ms (serving/stack.py, serve_timeout_s). */}}
+{{- define "seasonrec.serveTimeout" -}}
+{{- $deadline := (.Values.settings.serving | default dict).deadline_ms | default 1000 -}}
+{{- addf (divf $deadline 1000) 1 -}}
+{{- end }}

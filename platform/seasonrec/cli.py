@@ -432,7 +432,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--requests", type=int, default=300, help="online, scoring, serve: timed requests per line; chaos: in all"
     )
-    p.add_argument("--candidates-per-request", type=int, default=200, help="serve: candidates in each request")
+    p.add_argument(
+        "--candidates-per-request", default="200,1000", help="serve: candidates in each request, a comma list"
+    )
     p.add_argument(
         "--seconds", type=float, default=120.0, help="serve: time limit per concurrency level; chaos: the run's length"
     )

@@ -183,6 +183,14 @@ class TritonConfig(_Model):
 class ServingConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
+    # The request path's shape (docs/architecture.md, "Topologies"). fused: fetch, score and re-rank in the
+    # Ingress's own process, no hop between replicas (fastest on few cores). graph: each stage its own Serve
+    # deployment, each scaled on its own (when one stage needs far more replicas than the others).
+    topology: Literal["fused", "graph"] = "fused"
+    # One deadline for a whole recommendation. Each stage gives up what it cannot finish in time, and an
+    # answer not ready by then is the seasonal fallback (`degraded`), never an error. Serve's own
+    # request_timeout_s is set a little above it, so this answer comes first.
+    deadline_ms: int = Field(1_000, gt=0, le=60_000)
     rules_path: Path = Path("configs/rules.yaml")
     # Most candidates a request may send; more is a 422, not a slow request.
     max_candidates: int = Field(1_000, gt=0)

@@ -39,22 +39,42 @@ def env_of(container: dict) -> dict[str, dict]:
     return {e["name"]: e for e in container.get("env", [])}
 
 
-def test_serve_config_runs_the_four_deployment_graph(chart, render):
-    docs = render("--set", "serve.deployments.Scorer.maxReplicas=9", "--set", "serve.deployments.Ingress.numCpus=1")
+def _serve_config(chart, docs) -> tuple[dict, dict, dict]:
+    """(serveConfigV2, its one application's deployments by name, the settings the app loads)."""
     serve = yaml.safe_load(chart.one(docs, "RayService")["spec"]["serveConfigV2"])
     (app,) = serve["applications"]
     assert app["import_path"] == "seasonrec.serving.app:build_app"
     assert app["route_prefix"] == "/"
     assert app["args"] == {"config": "/etc/seasonrec/settings.yaml"}
-    deployments = {d["name"]: d for d in app["deployments"]}
+    settings = yaml.safe_load(chart.one(docs, "ConfigMap", "rec-seasonrec-settings")["data"]["settings.yaml"])
+    return serve, {d["name"]: d for d in app["deployments"]}, settings
+
+
+def test_the_default_topology_is_fused_the_ingress_alone(chart, render):
+    serve, deployments, settings = _serve_config(chart, render("--set", "serve.deployments.Ingress.numCpus=1"))
+    # No config for a deployment the app does not build: Serve refuses an application that names one.
+    assert list(deployments) == ["Ingress"]
+    assert deployments["Ingress"]["ray_actor_options"] == {"num_cpus": 1}
+    assert settings["serving"]["topology"] == "fused"
+    assert serve["http_options"]["port"] == 8000
+    # Serve gives up a second after the app's own deadline (1,000 ms by default), so the app answers first.
+    assert serve["http_options"]["request_timeout_s"] == 2
+
+
+def test_the_graph_topology_runs_four_deployments_each_scaled_on_its_own(chart, render):
+    docs = render(
+        "--set", "serve.topology=graph", "--set", "serve.deployments.Scorer.maxReplicas=9",
+        "--set", "settings.serving.deadline_ms=250",
+    )  # fmt: skip
+    serve, deployments, settings = _serve_config(chart, docs)
     assert list(deployments) == ["Ingress", "FeatureFetcher", "Scorer", "ReRanker"]
     assert deployments["Scorer"]["autoscaling_config"] == {
         "min_replicas": 1,
         "max_replicas": 9,
         "target_ongoing_requests": 4,
     }
-    assert deployments["Ingress"]["ray_actor_options"] == {"num_cpus": 1}
-    assert serve["http_options"]["port"] == 8000
+    assert settings["serving"]["topology"] == "graph" and settings["serving"]["deadline_ms"] == 250
+    assert serve["http_options"]["request_timeout_s"] == 1.25
 
 
 FAST_PATH = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}

@@ -3,6 +3,7 @@ that the API and browser tests share: each start costs about a minute."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import uuid
@@ -113,13 +114,29 @@ def _stack_settings(training_set, repository, root, profile="embedded", redis="1
 
 
 @pytest.fixture(scope="session")
-def stack(training_set, ranker_repository, tmp_path_factory):
-    """The whole serving stack on free ports: (settings, url)."""
-    settings = _stack_settings(training_set, ranker_repository, tmp_path_factory.mktemp("serve"))
-    server = ServeStack(settings)
-    server.start()
-    yield settings, server.url
-    server.stop()
+def stack_for(training_set, ranker_repository, tmp_path_factory):
+    """Start the whole serving stack on free ports in a given `serving.topology`: a context manager of
+    (settings, url) that stops it on exit."""
+
+    @contextlib.contextmanager
+    def start(topology: str = "fused"):
+        settings = _stack_settings(training_set, ranker_repository, tmp_path_factory.mktemp("serve"))
+        settings = settings.model_copy(update={"serving": settings.serving.model_copy(update={"topology": topology})})
+        server = ServeStack(settings)
+        server.start()
+        try:
+            yield settings, server.url
+        finally:
+            server.stop()
+
+    return start
+
+
+@pytest.fixture(scope="session")
+def stack(stack_for):
+    """The whole serving stack on free ports, default topology: (settings, url)."""
+    with stack_for() as started:
+        yield started
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,10 +26,25 @@ from seasonrec import schema as s
 from seasonrec.features.store import sample_users
 from seasonrec.serving import fetcher, writes
 from seasonrec.serving.fetcher import FeatureReader
+from seasonrec.serving.stack import ServeStack
 from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, UnknownItem
 from seasonrec.triton.server import TritonServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module", params=["fused", "graph"])
+def stack(request, stack_for):
+    """Every test of this module runs against each `serving.topology`: (settings, url)."""
+    with stack_for(request.param) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def writer(stack):
+    settings, _ = stack
+    return {"Authorization": f"Bearer {ServeStack(settings).write_token()}"}
+
 
 JULY, DECEMBER = "2024-07-10T12:00:00+00:00", "2024-12-10T12:00:00+00:00"
 
@@ -249,6 +265,42 @@ def test_schemathesis_finds_no_server_error(stack):
         timeout=300,
     )
     assert run.returncode == 0, run.stdout[-3000:]
+
+
+def test_a_model_swap_under_load_fails_no_request_and_the_new_version_answers(stack):
+    """Next to last: it leaves version 2 live. Four clients ask without pause while Triton swaps 1 for 2."""
+    settings, url = stack
+    users = sample_users(settings, 4)
+    model = settings.triton.repository / settings.triton.model
+    shutil.copytree(model / "1", model / "2")  # the same weights: what is tested is the swap, not the model
+    answers, failures, done = [], [], threading.Event()
+
+    def ask(user):
+        with httpx.Client(timeout=30) as http:
+            while not done.is_set():
+                reply = http.post(f"{url}/v1/recommendations", json={"user_id": user, "k": 5, "at": DECEMBER})
+                body = reply.json() if reply.status_code == 200 else {}
+                if reply.status_code != 200 or body["degraded"]:
+                    failures.append((reply.status_code, reply.text[:200]))
+                else:
+                    answers.append(body["model_version"])
+
+    clients = [threading.Thread(target=ask, args=(u,)) for u in users]
+    [c.start() for c in clients]
+    try:
+        time.sleep(1)
+        TritonServer(settings).swap(2)
+        # The Scorer re-reads the live version every couple of seconds (scorer.VERSION_CHECK_S).
+        deadline = time.monotonic() + 30
+        while (not answers or answers[-1] != "2") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(1)
+    finally:
+        done.set()
+        [c.join() for c in clients]
+    assert failures == [], failures[:3]
+    # The old version answered first; a second after the new one first answered, only it does.
+    assert answers[0] == "1" and answers[-10:] == ["2"] * 10, answers[-10:]
 
 
 def test_killing_triton_gives_degraded_answers_not_errors(stack):

@@ -144,8 +144,8 @@ def _measure(calls, ways, counts, requests, config, server=None) -> tuple[str, l
         # Every candidate known to the version, as nearly all are: the request carries no title.
         batch = Request.with_new_items(random_request(config, count), config.n_items, every=None)
         # Before index-based requests, every candidate's title embedding travelled with it.
-        sent, before = request_bytes(batch.served), request_bytes(batch.reference)
-        sizes[count] = f"{sent / 1024:.1f} KiB ({before / sent:.0f}x less than with titles)"
+        sent, with_titles = request_bytes(batch.served), request_bytes(batch.reference)
+        sizes[count] = f"{sent / 1024:.1f} KiB ({with_titles / sent:.0f}x less than with titles)"
         for way in ways:
             before = _server_stats(server) if way == "triton" else None
             results[way, count] = percentiles(lambda fn=calls[way], b=batch: fn(b), requests, warmup=10)

@@ -7,6 +7,7 @@ answers. Every level is bounded both by a request count and by time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
@@ -22,6 +23,9 @@ from seasonrec.progress import progress
 from seasonrec.serving.demo import read_headers
 
 AT = datetime(2024, 12, 10, 12, tzinfo=UTC)
+TOPOLOGIES = ("fused", "graph")
+FLOOR = "no-work graph"
+LEVELS = (1, 4, 16)
 
 
 def _bodies(settings: Settings, n_candidates: int, users: int = 50) -> list[dict]:
@@ -145,7 +149,7 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
             scores, _ = await scorer.score(fetched)
             t2 = time.perf_counter()
             rows = from_columns(scored_columns(fetched, scores))
-            rerank(rows, book.current(), body["k"], AT, fetched["region"], purchases(fetched["user"]))
+            rerank(rows, book.current(), body["k"], AT, fetched.region, purchases(fetched.user))
             t3 = time.perf_counter()
             if i >= 10:
                 for name, span in zip(times, (t1 - t0, t2 - t1, t3 - t2), strict=True):
@@ -156,28 +160,35 @@ def _stages(settings: Settings, bodies: list[dict], repeats: int = 200) -> dict[
     return {name: float(np.percentile(v, 50)) for name, v in times.items()}
 
 
-def _floor(base: str, bodies: list[dict], args, stack, sessions: list[int]) -> list[tuple[dict, dict]]:
-    """The same graph with no work in it (`bench.floor`), deployed beside the app for this run only."""
+@contextlib.contextmanager
+def _deployed(stack, code: str, name: str, route: str, body: dict):
+    """An extra application beside the stack's own, for this run only: yields its recommendations URL."""
     import httpx
 
-    from seasonrec.bench.floor import APP_NAME, ROUTE
-
-    stack.run_driver(
-        "from seasonrec.bench.floor import build_app\n"
-        f"serve.run(build_app(), name={APP_NAME!r}, route_prefix={ROUTE!r}, blocking=False)"
-    )
-    url = f"{base}{ROUTE}/v1/recommendations"
+    stack.run_driver(f"{code}\nserve.run(app, name={name!r}, route_prefix={route!r}, blocking=False)")
+    base = f"http://{stack.settings.serving.host}:{stack.settings.serving.port}"
+    url = f"{base}{route}/v1/recommendations"
     try:
         # HAProxy learns the new route when Serve next broadcasts its routes: allow it time.
         deadline = time.monotonic() + 180
-        while httpx.post(url, json=bodies[0], timeout=5).status_code != 200:
+        while httpx.post(url, json=body, headers=read_headers(stack.settings), timeout=30).status_code != 200:
             if time.monotonic() > deadline:
-                raise SeasonrecError(f"{url}: the no-work graph did not answer within 180 s")
+                raise SeasonrecError(f"{url}: the {name} application did not answer within 180 s")
             time.sleep(1)
-        levels = progress([1, 4], description="no-work graph")
-        return [_measured(stack.settings, url, bodies, c, args, sessions) for c in levels]
+        yield url
     finally:
-        stack.run_driver(f"serve.delete({APP_NAME!r})")
+        stack.run_driver(f"serve.delete({name!r})")
+
+
+def _app_code(stack, topology: str) -> str:
+
+    if topology == FLOOR:
+        return "from seasonrec.bench.floor import build_app\napp = build_app()"
+    settings_file = stack.state()["settings"]
+    return (
+        "from seasonrec.serving.app import build_app, AppArgs\n"
+        f"app = build_app(AppArgs(config={settings_file!r}, topology={topology!r}))"
+    )
 
 
 def _sessions(stack) -> list[int]:
@@ -192,6 +203,7 @@ def _sessions(stack) -> list[int]:
 
 
 def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
+    """Both topologies and the no-work graph, each deployed beside the stack for this run, one after another."""
     import httpx
 
     base = f"http://{settings.serving.host}:{settings.serving.port}"
@@ -203,31 +215,44 @@ def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
 
     stack = ServeStack(settings)
     sessions = _sessions(stack)
-    bodies = _bodies(settings, args.candidates_per_request)
-    rows, profiles = [], {}
-    for concurrency in progress([1, 4, 16], description="closed-loop load"):
-        url = f"{base}/v1/recommendations"
-        result, profiles[concurrency] = _measured(settings, url, bodies, concurrency, args, sessions)
-        rows.append({"measure": "end to end, HTTP", **result})
-    floor = _floor(base, bodies, args, stack, sessions)
-    rows.extend({"measure": "same graph, no work in it", **result} for result, _ in floor)
-    stages = _stages(settings, bodies)
-    total = sum(stages.values())
-    e2e, floor_e2e = rows[0]["p50_ms"], floor[0][0]["p50_ms"]
+    try:
+        counts = [int(c) for c in str(args.candidates_per_request).split(",")]
+    except ValueError:
+        raise SeasonrecError(
+            f"--candidates-per-request: {args.candidates_per_request!r} is not a comma list of numbers"
+        ) from None
+    rows: list[dict] = []
+    p50: dict[tuple[str, int], float] = {}
+    notes: list[str] = []
+    for count in counts:
+        bodies = _bodies(settings, count)
+        stages = _stages(settings, bodies)
+        total = sum(stages.values())
+        notes.append(f"{count} candidates, stages called directly, p50 ms: " + _spans(stages) + f"; sum {total:.1f}")
+        for topology in (*TOPOLOGIES, FLOOR):
+            name = f"bench-{topology}"
+            with _deployed(stack, _app_code(stack, topology), name, f"/{name}", bodies[0]) as url:
+                for concurrency in progress(LEVELS, description=f"{topology}, {count} candidates"):
+                    result, cpu = _measured(settings, url, bodies, concurrency, args, sessions)
+                    rows.append({"topology": topology, "candidates": count, **result})
+                    if concurrency == 4:
+                        label = f"CPU ms a request by process, {topology}, {count} candidates, c=4"
+                        notes.append(_breakdown(label, cpu))
+            p50[topology, count] = next(r["p50_ms"] for r in rows[-len(LEVELS) :] if r["concurrency"] == 1)
+        for topology in (*TOPOLOGIES, FLOOR):
+            # The no-work graph does all the graph's hops and none of its work: a floor on the graph's overhead.
+            notes.append(
+                f"{count} candidates, {topology}: serving overhead, end-to-end p50 (c=1) / sum of stages ="
+                f" {p50[topology, count] / total:.2f}"
+            )
     blank = {k: "" for k in list(rows[0])[1:]}
-    spans = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
-    notes = [
-        f"stages called directly, p50 ms: {spans}; sum {total:.1f}",
-        f"serving overhead: end-to-end p50 (c=1) / sum of stages = {e2e / total:.2f}",
-        # The app does all the no-work graph does and more, so this bounds the overhead from below.
-        f"no-work graph p50 (c=1) / sum of stages = {floor_e2e / total:.2f}"
-        " (the least serving overhead this graph can have here)",
-        _breakdown("CPU ms a request by process, c=4, the app", profiles[4]),
-        _breakdown("CPU ms a request by process, c=4, no-work graph", floor[1][1]),
-    ]
-    rows.extend({"measure": note, **blank} for note in notes)
+    rows.extend({"topology": note, **blank} for note in notes)
     title = (
-        f"HTTP API, closed loop on loopback, {args.candidates_per_request} candidates a request, "
-        f"at most {args.requests} requests or {args.seconds:.0f} s per level"
+        f"HTTP API by topology, closed loop on loopback, at most {args.requests} requests or"
+        f" {args.seconds:.0f} s per level"
     )
     return title, rows
+
+
+def _spans(stages: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in stages.items())

@@ -44,7 +44,7 @@ from seasonrec.model.replay import (
 )
 from seasonrec.model.train import load_model
 from seasonrec.progress import progress
-from seasonrec.serving.rules import Rules, from_columns, load_rules, purchases, rerank
+from seasonrec.serving.rules import CandidateColumns, Rules, from_columns, load_rules, purchases, rerank
 
 log = logging.getLogger(__name__)
 METHODS = ("ranker", *BASELINES)
@@ -155,22 +155,22 @@ class Replay:
         """The top k the service would return, as the rules return it (each item with its reasons): the
         candidates' scores through the rules. `bought`: this user's row of `Bought.arrays`."""
         c = self.catalogue
-        columns = {
-            "item_id": [c.ids[i] for i in cand],
-            "score": scores[cand].tolist(),
-            "category": [c.category[i] for i in cand],
-            "stock": [c.stock[i] for i in cand],
-            "launch_ts": c.launch_ts[cand].tolist(),
-            "demand_index": _nullable(items.columns[s.ITEM_WEEK_DEMAND][cand]),
-            "total_demand": _nullable(items.columns[s.TOTAL_DEMAND][cand]),
-            "demand_level": items.columns[s.DEMAND_LEVEL][cand].tolist(),
-            "rebuy_share": _nullable(items.columns[s.REBUY_SHARE][cand]),
-            "trend_ratio": _nullable(items.columns[s.TREND_RATIO][cand]),
-            "sources": sources,
-            "buy_days": _nullable(bought[s.ITEM_BUY_DAYS][cand]),
-            "first_buy_ts": _nullable(bought[s.ITEM_FIRST_BUY_TS][cand]),
-            "last_buy_ts": _nullable(bought[s.ITEM_LAST_BUY_TS][cand]),
-        }
+        columns = CandidateColumns(
+            item_id=[c.ids[i] for i in cand],
+            score=scores[cand].tolist(),
+            category=[c.category[i] for i in cand],
+            stock=[c.stock[i] for i in cand],
+            launch_ts=c.launch_ts[cand].tolist(),
+            demand_index=_nullable(items.columns[s.ITEM_WEEK_DEMAND][cand]),
+            total_demand=_nullable(items.columns[s.TOTAL_DEMAND][cand]),
+            demand_level=items.columns[s.DEMAND_LEVEL][cand].tolist(),
+            rebuy_share=_nullable(items.columns[s.REBUY_SHARE][cand]),
+            trend_ratio=_nullable(items.columns[s.TREND_RATIO][cand]),
+            sources=sources,
+            buy_days=_nullable(bought[s.ITEM_BUY_DAYS][cand]),
+            first_buy_ts=_nullable(bought[s.ITEM_FIRST_BUY_TS][cand]),
+            last_buy_ts=_nullable(bought[s.ITEM_LAST_BUY_TS][cand]),
+        )
         return rerank(from_columns(columns), self.rules, SERVED_K, at, region, purchases(user))
 
 

@@ -1,17 +1,21 @@
-"""The Ray Serve application: Ingress -> FeatureFetcher -> Scorer -> ReRanker.
+"""The Ray Serve application: fetch -> score -> re-rank behind one HTTP Ingress.
 
-`build_app` composes the graph with `.bind()` from typed arguments; the Helm
-chart's serveConfigV2 and `seasonrec serve start` both call it. Each stage is
-its own deployment, so each scales on its own.
+`serving.topology` picks one of two shapes of the same stages (`stages.py`):
+`fused` runs all three inside the Ingress's process (the default: no hop between
+replicas); `graph` makes each its own deployment, Ingress -> FeatureFetcher ->
+Scorer -> ReRanker, so each scales on its own (docs/architecture.md says when).
+`build_app` composes either with `.bind()`; the Helm chart's serveConfigV2 and
+`seasonrec serve start` both call it.
 """
 
 import asyncio
 import logging
 import time
 import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Query, Response
 from fastapi.exceptions import RequestValidationError
@@ -19,8 +23,8 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 from ray import serve
+from ray.serve.handle import DeploymentHandle
 
-from seasonrec import schema as s
 from seasonrec.config import Settings, load_settings
 from seasonrec.privacy.pseudonyms import Pseudonyms
 from seasonrec.serving.api import (
@@ -36,16 +40,14 @@ from seasonrec.serving.api import (
     UserList,
     Utf8Bodies,
     at_outside,
-    history_events,
     load_catalogue,
     page_csp,
-    read_card,
-    report_plot,
-    report_plots,
     token_guard,
     unprocessable,
     validation_error,
 )
+from seasonrec.serving.contracts import Ranked
+from seasonrec.serving.stages import Fetch, Rerank, Score
 
 log = logging.getLogger(__name__)
 
@@ -75,133 +77,88 @@ class AppArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     config: str | None = None  # settings YAML; default $SEASONREC_CONFIG or configs/local.yaml
+    # Overrides settings.serving.topology: `bench serve` runs both shapes beside each other from one settings file.
+    topology: Literal["fused", "graph"] | None = None
 
 
-@serve.deployment(name="FeatureFetcher", ray_actor_options=LIGHT)
-class FeatureFetcher:
-    def __init__(self, config: str | None):
-        from seasonrec.serving.fetcher import FeatureReader
-
-        self.reader = FeatureReader(load_settings(config))
-
-    def fetch(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
-        return self.reader.request(user_id, region, at, candidates)
-
-    def fallback(self, region: str | None, at: datetime) -> dict:
-        """Seasonal popularity from the offline pools, shaped like the Scorer's answer."""
-        region = region or s.POOL_ALL_REGIONS
-        pool = self.reader.fallback_pool(region, at)
-        columns = {"item_id": [item for item, _ in pool], "score": [score for _, score in pool]}
-        return {"columns": columns, "purchases": {}, "region": region, "model_version": None, "degraded": True}
-
-    def push(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
-        self.reader.push_event(user_id, item_id, event_type, at)
-
-    def history(self, user_id: str, limit: int) -> list[dict]:
-        return history_events(self.reader.user(user_id), limit)
-
-    def forget(self, user_ids: list[str]) -> dict[str, int]:
-        """The online part of an erasure; this replica keeps no user rows besides (see FeatureReader.forget)."""
-        return self.reader.forget(user_ids)
-
-    def regions(self) -> list[str]:
-        # Pools are also kept per hemisphere ("north", "south"): scopes, not regions a shopper is in.
-        return sorted({r for r, _ in self.reader.fallback_pools if r not in ("north", "south")} | {s.POOL_ALL_REGIONS})
+# The `graph` topology: each stage its own deployment, so each scales on its own.
+FeatureFetcher = serve.deployment(name="FeatureFetcher", ray_actor_options=LIGHT)(Fetch)
+Scorer = serve.deployment(name="Scorer", ray_actor_options=LIGHT)(Score)
+ReRanker = serve.deployment(name="ReRanker", ray_actor_options=LIGHT)(Rerank)
 
 
-@serve.deployment(name="Scorer", ray_actor_options=LIGHT)
-class Scorer:
-    def __init__(self, config: str | None):
-        self.settings = load_settings(config)
-        self.scorer = None
+class Graph:
+    """The `graph` topology's request path: each stage in its own deployment, reached through its handle.
 
-    def _get(self):
-        from seasonrec.serving.scorer import Scorer as RankerScorer
+    A recommendation is one chain: each stage hands its result straight to the next, not back through here.
+    """
 
-        if self.scorer is None:
-            self.scorer = RankerScorer(self.settings)
-        return self.scorer
+    def __init__(self, fetch: DeploymentHandle, score: DeploymentHandle, rerank: DeploymentHandle):
+        self.fetch, self.score, self.rerank = fetch, score, rerank
 
-    async def score(self, fetched: dict) -> dict:
-        """Scores and the re-ranker's columns; seasonal popularity with `degraded` when Triton fails."""
-        from seasonrec.errors import SeasonrecError
-        from seasonrec.serving.rules import purchases
-        from seasonrec.serving.scorer import scored_columns
+    async def recommend(self, user_id: str, region: str | None, at: datetime, candidates, k: int, deadline: float):
+        fetched = self.fetch.fetch.remote(user_id, region, at, candidates)
+        return await self.rerank.rerank.remote(self.score.score.remote(fetched, deadline), k, at)
 
-        started = time.perf_counter()
-        degraded, version = False, None
-        try:
-            timeout = self.settings.triton.timeout_ms / 1000
-            # No candidate left (all the caller's were unknown): nothing to ask the model.
-            scores = []
-            if fetched["items"][s.ITEM_ID]:
-                scores, version = await asyncio.wait_for(self._get().score(fetched), timeout)
-        except (SeasonrecError, TimeoutError) as exc:
-            log.warning("scoring failed (%s); seasonal fallback", type(exc).__name__)
-            scores, degraded = fetched["items"]["pool_score"], True
-        elapsed = {**fetched["elapsed_ms"], "score": (time.perf_counter() - started) * 1000}
-        return {
-            "columns": scored_columns(fetched, scores),
-            "purchases": purchases(fetched["user"]),
-            "region": fetched["region"],
-            "model_version": version,
-            "degraded": degraded,
-            "elapsed_ms": elapsed,
-            "unknown_candidates": fetched["unknown_candidates"],
-        }
+    async def fallback(self, region: str | None, at: datetime, k: int) -> Ranked:
+        return await self.rerank.rerank.remote(self.fetch.fallback.remote(region, at), k, at)
+
+    async def push(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
+        await self.fetch.push.remote(user_id, item_id, event_type, at)
+
+    async def history(self, user_id: str, limit: int) -> list[dict]:
+        return await self.fetch.history.remote(user_id, limit)
+
+    async def forget(self, user_ids: list[str]) -> dict[str, int]:
+        return await self.fetch.forget.remote(user_ids)
+
+    async def regions(self) -> list[str]:
+        return await self.fetch.regions.remote()
 
     async def ready(self) -> bool:
-        return await self._get().client.ready()
-
-    async def _live_dir(self) -> tuple[int, Path] | None:
-        """The live version and its folder: this replica reads that folder already, the Ingress may not see it."""
-        from seasonrec.errors import SeasonrecError
-
-        scorer = self._get()
-        try:
-            ready = await scorer.client.ready_versions()
-        except SeasonrecError:
-            return None
-        return (max(ready), scorer.folder / str(max(ready))) if ready else None
+        return await self.score.ready.remote()
 
     async def model(self) -> dict:
-        from seasonrec.export.repository import CARD_FILE
-
-        live = await self._live_dir()
-        if live is None:
-            return {"model_version": None, "card": None, "plots": []}
-        version, folder = live
-        return {"model_version": str(version), "card": read_card(folder, CARD_FILE), "plots": report_plots(folder)}
+        return await self.score.model.remote()
 
     async def plot(self, name: str) -> bytes | None:
-        live = await self._live_dir()
-        return report_plot(live[1], name) if live else None
+        return await self.score.plot.remote(name)
 
 
-@serve.deployment(name="ReRanker", ray_actor_options=LIGHT)
-class ReRanker:
+class Fused:
+    """The `fused` topology's request path: the same stages, in the Ingress's own process, with no hop between
+    replicas. The fetch stage's store reads block, so they run on a thread; scoring is async gRPC to Triton."""
+
     def __init__(self, config: str | None):
-        from seasonrec.serving.rules import RuleBook
+        self.fetch, self.score, self.rerank = Fetch(config), Score(config), Rerank(config)
 
-        settings = load_settings(config)
-        self.book = RuleBook(settings.paths.resolve(settings.serving.rules_path))
+    async def recommend(self, user_id: str, region: str | None, at: datetime, candidates, k: int, deadline: float):
+        fetched = await asyncio.to_thread(self.fetch.fetch, user_id, region, at, candidates)
+        return self.rerank.rerank(await self.score.score(fetched, deadline), k, at)
 
-    def rerank(self, scored: dict, k: int, at: datetime) -> dict:
-        from seasonrec.serving.rules import from_columns, rerank
+    async def fallback(self, region: str | None, at: datetime, k: int) -> Ranked:
+        return self.rerank.rerank(self.fetch.fallback(region, at), k, at)
 
-        started = time.perf_counter()
-        candidates = from_columns(scored["columns"])
-        ranked = rerank(candidates, self.book.current(), k, at, scored["region"], scored["purchases"])
-        fallback = ["fallback:seasonal_popularity"] if scored["degraded"] else []
-        items = [{"item_id": c.item_id, "score": _finite(c.score), "reasons": c.reasons + fallback} for c in ranked]
-        elapsed = {**scored.get("elapsed_ms", {}), "rerank": (time.perf_counter() - started) * 1000}
-        return {
-            "items": items,
-            "model_version": scored["model_version"],
-            "degraded": scored["degraded"],
-            "elapsed_ms": elapsed,
-            "unknown_candidates": scored.get("unknown_candidates", 0),
-        }
+    async def push(self, user_id: str, item_id: str, event_type: str, at: datetime) -> None:
+        await asyncio.to_thread(self.fetch.push, user_id, item_id, event_type, at)
+
+    async def history(self, user_id: str, limit: int) -> list[dict]:
+        return await asyncio.to_thread(self.fetch.history, user_id, limit)
+
+    async def forget(self, user_ids: list[str]) -> dict[str, int]:
+        return await asyncio.to_thread(self.fetch.forget, user_ids)
+
+    async def regions(self) -> list[str]:
+        return self.fetch.regions()
+
+    async def ready(self) -> bool:
+        return await self.score.ready()
+
+    async def model(self) -> dict:
+        return await self.score.model()
+
+    async def plot(self, name: str) -> bytes | None:
+        return await self.score.plot(name)
 
 
 def _reason(exc: BaseException) -> str:
@@ -209,17 +166,20 @@ def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "cause", None) or exc).splitlines()[0][:300]
 
 
-def _finite(x: float) -> float | None:
-    return None if x != x else round(float(x), 6)  # NaN: a pinned item that was not scored
-
-
 @serve.deployment(name="Ingress", ray_actor_options=LIGHT)
 @serve.ingress(api)
 class Ingress:
-    def __init__(self, fetcher, scorer, reranker, config: str | None):
+    def __init__(
+        self,
+        config: str | None,
+        fetcher: DeploymentHandle | None = None,
+        scorer: DeploymentHandle | None = None,
+        reranker: DeploymentHandle | None = None,
+    ):
+        """`fused` without handles: the stages run here; `graph` with the three stages' handles."""
         from seasonrec.serving.metrics import STAGE_SECONDS, UNKNOWN_CANDIDATES
 
-        self.fetcher, self.scorer, self.reranker = fetcher, scorer, reranker
+        self.path = Fused(config) if fetcher is None else Graph(fetcher, scorer, reranker)
         self.stages, self.unknown_candidates = STAGE_SECONDS, UNKNOWN_CANDIDATES
         self.settings = load_settings(config)
         # Callers use the shop's raw ids; the stores hold what ingest wrote (a pseudonym when pseudonymizing).
@@ -240,7 +200,7 @@ class Ingress:
 
     async def _regions(self) -> set[str]:
         if self.known_regions is None:
-            self.known_regions = set(await self.fetcher.regions.remote())
+            self.known_regions = set(await self.path.regions())
         return self.known_regions
 
     async def _invalid(self, region: str | None, at: datetime) -> JSONResponse | None:
@@ -261,23 +221,33 @@ class Ingress:
         if body.candidates and len(body.candidates) > self.settings.serving.max_candidates:
             return unprocessable("candidates", f"at most {self.settings.serving.max_candidates} candidates")
         started = time.perf_counter()
-        # One chain: each stage hands its result straight to the next, not back through here.
-        fetched = self.fetcher.fetch.remote(self.pseudonyms.of(body.user_id), body.region, at, body.candidates)
+        deadline = time.time() + self.settings.serving.deadline_ms / 1000
+        user_id = self.pseudonyms.of(body.user_id)
         try:
-            result = await self.reranker.rerank.remote(self.scorer.score.remote(fetched), body.k, at)
+            ranked = await asyncio.wait_for(
+                self.path.recommend(user_id, body.region, at, body.candidates, body.k, deadline),
+                max(deadline - time.time(), 0.0),
+            )
         except StoreUnavailable as exc:  # serve the seasonal pools kept in memory; any other error is a bug: a 500
             log.warning("request %s: feature fetch failed (%s); seasonal fallback", request_id, _reason(exc))
-            result = await self.reranker.rerank.remote(self.fetcher.fallback.remote(body.region, at), body.k, at)
-        for stage, ms in result["elapsed_ms"].items():
+            ranked = await self.path.fallback(body.region, at, body.k)
+        except TimeoutError:  # the deadline passed in a stage that could not give up sooner (a slow store read)
+            log.warning("request %s: past its %d ms deadline; seasonal fallback", request_id, self._deadline_ms)
+            ranked = await self.path.fallback(body.region, at, body.k)
+        for stage, ms in ranked.elapsed_ms.items():
             self.stages.labels(stage).observe(ms / 1000)
         self.stages.labels("total").observe(time.perf_counter() - started)
-        self.unknown_candidates.inc(result["unknown_candidates"])
+        self.unknown_candidates.inc(ranked.unknown_candidates)
         return RecommendationResponse(
-            items=[self._described(item) for item in result["items"]],
-            model_version=result["model_version"],
-            degraded=result["degraded"],
+            items=[self._described(asdict(item)) for item in ranked.items],
+            model_version=ranked.model_version,
+            degraded=ranked.degraded,
             request_id=request_id,
         )
+
+    @property
+    def _deadline_ms(self) -> int:
+        return self.settings.serving.deadline_ms
 
     @api.post("/v1/events", response_model=EventResponse, dependencies=[WRITE])
     async def event(self, body: EventRequest) -> EventResponse | JSONResponse:
@@ -288,7 +258,7 @@ class Ingress:
             return invalid
         # Ray re-raises a replica's error as a subclass of its own type, so these match remote errors.
         try:
-            await self.fetcher.push.remote(self.pseudonyms.of(body.user_id), body.item_id, body.event_type, at)
+            await self.path.push(self.pseudonyms.of(body.user_id), body.item_id, body.event_type, at)
         except UnknownItem:
             return unprocessable("item_id", "unknown item")
         except NewUserLimit:
@@ -327,7 +297,7 @@ class Ingress:
         from seasonrec.serving.writes import StoreUnavailable
 
         try:
-            events = await self.fetcher.history.remote(self.pseudonyms.of(user_id), limit)
+            events = await self.path.history(self.pseudonyms.of(user_id), limit)
         except StoreUnavailable as exc:
             log.warning("history not read: %s", _reason(exc))
             detail = "online store unavailable; retry later"
@@ -356,7 +326,7 @@ class Ingress:
             detail = [{"loc": ["path", "user_id"], "msg": str(exc).removeprefix("user_id: "), "type": "value_error"}]
             return JSONResponse({"detail": detail}, status_code=422)
         try:
-            online = await self.fetcher.forget.remote(ids)
+            online = await self.path.forget(ids)
         except StoreUnavailable as exc:
             log.warning("request %s: erasure not done: %s", request_id, _reason(exc))
             detail = "online store unavailable; nothing was erased, retry later"
@@ -386,7 +356,7 @@ class Ingress:
     @api.get("/v1/model", response_model=ModelResponse, dependencies=[READ])
     async def model(self) -> ModelResponse:
         """The live model version, its model card and the names of its evaluation plots (nulls: no model ready)."""
-        return ModelResponse(**await self.scorer.model.remote())
+        return ModelResponse(**await self.path.model())
 
     @api.get(
         "/v1/model/plots/{name}",
@@ -396,7 +366,7 @@ class Ingress:
     )
     async def plot(self, name: str) -> Response:
         """One of the live version's evaluation plots, by a name `GET /v1/model` lists."""
-        png = await self.scorer.plot.remote(name)
+        png = await self.path.plot(name)
         if png is None:
             return JSONResponse({"detail": "no such plot"}, status_code=404)
         return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
@@ -412,7 +382,7 @@ class Ingress:
     @api.get("/readyz")
     async def readyz(self) -> JSONResponse:
         """Only the status: what is wrong goes to the log (a refused rules file: the ReRanker's)."""
-        triton = await self.scorer.ready.remote()
+        triton = await self.path.ready()
         if not triton:
             log.warning("not ready: Triton or its model is not ready")
         return JSONResponse({"status": "ready" if triton else "not ready"}, status_code=200 if triton else 503)
@@ -423,12 +393,14 @@ class Ingress:
 
 
 def build_app(args: AppArgs):
-    """The application: `serve run seasonrec.serving.app:build_app config=PATH`."""
+    """The application: `serve run seasonrec.serving.app:build_app config=PATH`; `serving.topology` picks its shape."""
     if isinstance(args, dict):
         args = AppArgs.model_validate(args)
     config = args.config
+    settings = load_settings(config)
     # Serve's access log writes each request's path, and /v1/users/{id}/... carries the shop's raw id:
     # with pseudonymous ids, no raw id may reach a log, so the Ingress keeps none.
-    access_log = not load_settings(config).privacy.pseudonymize
-    ingress = Ingress.options(logging_config={"enable_access_log": access_log})
-    return ingress.bind(FeatureFetcher.bind(config), Scorer.bind(config), ReRanker.bind(config), config)
+    ingress = Ingress.options(logging_config={"enable_access_log": not settings.privacy.pseudonymize})
+    if (args.topology or settings.serving.topology) == "fused":
+        return ingress.bind(config)
+    return ingress.bind(config, FeatureFetcher.bind(config), Scorer.bind(config), ReRanker.bind(config))

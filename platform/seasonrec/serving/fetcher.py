@@ -38,6 +38,7 @@ from seasonrec.config import Settings
 from seasonrec.data.calendar import hemisphere
 from seasonrec.errors import SeasonrecError
 from seasonrec.features.context import seasonal_context
+from seasonrec.serving.contracts import Fetched
 from seasonrec.serving.rules import RuleBook, pinned_items
 from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, TokenBucket, UnknownItem, UserLocks
 
@@ -319,7 +320,7 @@ class FeatureReader(OnlineReader):
                     cache.put((item, *scope), read[item])
         return [read[i] if i in read else cache.get((i, *scope)) or {} for i in item_ids]
 
-    def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> dict:
+    def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> Fetched:
         """Everything the scorer and the re-ranker need for one request."""
         started = time.perf_counter()
         user = self.user(user_id)
@@ -366,16 +367,16 @@ class FeatureReader(OnlineReader):
                 s.DAYS_TO_HOLIDAY: context[s.DAYS_TO_HOLIDAY][-1],
             }
         )
-        return {
-            "user": user,
-            "items": {
+        return Fetched(
+            user=user,
+            items={
                 **{column: [row.get(column) for row in rows] for column in ITEM_COLUMNS},
                 s.CANDIDATE_SOURCES_COLUMN: proposed.sources,
             },
-            "region": region,
-            "elapsed_ms": {"fetch": (time.perf_counter() - started) * 1000},
-            "unknown_candidates": len(candidates or ()) - len(known),
-        }
+            region=region,
+            unknown_candidates=len(candidates or ()) - len(known),
+            elapsed_ms={"fetch": (time.perf_counter() - started) * 1000},
+        )
 
     def forget(self, user_ids: list[str]) -> dict[str, int]:
         """Erase these stored ids' online rows (privacy/erasure.py), under each one's event lock.

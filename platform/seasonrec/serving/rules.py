@@ -214,11 +214,32 @@ def purchases(user: dict) -> dict[str, int]:
     }
 
 
-def from_columns(columns: dict[str, list]) -> list[Candidate]:
-    """Candidates from one list per field (as they travel between replicas); a missing field takes its default."""
-    n = len(columns["item_id"])
+@dataclass(slots=True)
+class CandidateColumns:
+    """`Candidate`s as one list per field, in candidate order (as they travel between stages); None: every
+    candidate takes the field's default."""
+
+    item_id: list[str]
+    score: list[float]
+    category: list[str | None] | None = None
+    stock: list[int | None] | None = None
+    launch_ts: list[int | None] | None = None
+    demand_index: list[float | None] | None = None
+    total_demand: list[int | None] | None = None
+    trend_ratio: list[float | None] | None = None
+    sources: list[tuple[str, ...]] | None = None
+    buy_days: list[int | None] | None = None
+    first_buy_ts: list[int | None] | None = None
+    last_buy_ts: list[int | None] | None = None
+    demand_level: list[str | None] | None = None
+    rebuy_share: list[float | None] | None = None
+
+
+def from_columns(columns: CandidateColumns) -> list[Candidate]:
+    """Candidates from one list per field; a missing field takes its default."""
+    n = len(columns.item_id)
     fields = {f: spec.default for f, spec in Candidate.__dataclass_fields__.items() if f != "reasons"}
-    lists = (columns.get(f) or [default] * n for f, default in fields.items())
+    lists = (getattr(columns, f) or [default] * n for f, default in fields.items())
     return [Candidate(*values) for values in zip(*lists, strict=True)]
 
 

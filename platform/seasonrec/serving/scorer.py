@@ -21,8 +21,9 @@ from seasonrec.config import Settings
 from seasonrec.model.batch import CONTEXT_COLUMNS, ITEM_DENSE_COLUMNS, Vocab, dense_log, personal, served_candidates
 from seasonrec.model.ranker import PAD, UNSEEN
 from seasonrec.model.train import VOCAB_FILE
+from seasonrec.serving.contracts import Fetched
 from seasonrec.serving.fetcher import TitleEmbeddings
-from seasonrec.serving.rules import rebuy_share
+from seasonrec.serving.rules import CandidateColumns, rebuy_share
 from seasonrec.triton.client import RankerClient, ScorerError, ScorerUnavailable
 
 VERSION_CHECK_S = 2.0
@@ -44,17 +45,17 @@ class VersionShapes:
         return [i for i in item_ids if i not in self.items]
 
 
-def encode(fetched: dict, shapes: VersionShapes, new_titles: np.ndarray) -> dict[str, np.ndarray]:
+def encode(fetched: Fetched, shapes: VersionShapes, new_titles: np.ndarray) -> dict[str, np.ndarray]:
     """One request's tensors (batch of 1), exactly as `model.batch` encodes training rows.
 
-    `fetched["items"]` holds one list per column (`fetcher.ITEM_COLUMNS`). A known candidate goes by its index
+    `fetched.items` holds one list per column (`fetcher.ITEM_COLUMNS`). A known candidate goes by its index
     alone: the version holds its title and category. `new_titles` [k, title_dim] are the titles of the
     `shapes.unknown` candidates, in the same order (`batch.served_candidates`).
 
     In numpy rather than polars: a request is one row and a few hundred items, where
     building DataFrames costs more than the arithmetic (a unit test keeps the two equal).
     """
-    user, items, h = fetched["user"], fetched["items"], shapes.history_length
+    user, items, h = fetched.user, fetched.items, shapes.history_length
     index, categories, regions = shapes.items, shapes.categories, shapes.regions
     history = [index.get(i, UNSEEN) for i in (user.get(s.HISTORY_ITEM_IDS) or [])][-h:]
     ages = list(user.get(s.HISTORY_AGE_HOURS) or [])[-h:]
@@ -106,42 +107,49 @@ class Scorer:
             self.shapes[self.live] = VersionShapes(self.folder / str(self.live))
         return self.live
 
-    async def score(self, fetched: dict) -> tuple[list[float], str]:
+    async def score(self, fetched: Fetched) -> tuple[list[float], str]:
+        try:
+            return await self._score(fetched)
+        except ScorerUnavailable:
+            # A hot swap unloads the version this replica last saw: ask Triton again, and retry once if it now
+            # serves another. Triton down, or the same version refused, stays an error (the caller falls back).
+            tried = self.live
+            self.live = None
+            if tried is None or await self._live_version() == tried:
+                raise
+            return await self._score(fetched)
+
+    async def _score(self, fetched: Fetched) -> tuple[list[float], str]:
         version = await self._live_version()
         shapes = self.shapes[version]
-        unknown = shapes.unknown(fetched["items"][s.ITEM_ID])
+        unknown = shapes.unknown(fetched.items[s.ITEM_ID])
         # Only new launches carry a title, and the store read runs off the event loop, so a deadline can cut it.
         titles = await asyncio.to_thread(self.titles.lookup, unknown) if unknown else np.zeros((0, shapes.title_dim))
         batch = encode(fetched, shapes, titles.astype(np.float32, copy=False))
-        try:
-            scores, answered = await self.client.score(batch, str(version))
-        except ScorerUnavailable:
-            self.live = None  # the version may have been swapped out: look again next time
-            raise
+        scores, answered = await self.client.score(batch, str(version))
         return scores[0].tolist(), answered
 
 
-def scored_columns(fetched: dict, scores: list[float]) -> dict[str, list]:
-    """What the re-ranker needs of each candidate, a list per `rules.Candidate` field: small, so it
-    travels cheaply between replicas."""
-    items = fetched["items"]
+def scored_columns(fetched: Fetched, scores: list[float]) -> CandidateColumns:
+    """What the re-ranker needs of each candidate: small, so it travels cheaply between replicas."""
+    items = fetched.items
     if len(scores) != len(items[s.ITEM_ID]):
         raise ScorerError(f"{len(scores)} scores for {len(items[s.ITEM_ID])} candidates")
     n = len(scores)
     buys, rebuys = (_floats(items.get(c), n) for c in s.ITEM_REBUY_FEATURES)
-    return {
-        "item_id": items[s.ITEM_ID],
-        "score": [float(x) for x in scores],
-        "category": items[s.CATEGORY],
-        "stock": items[s.STOCK],
-        "launch_ts": items[s.LAUNCH_TS],
-        "demand_index": items[s.ITEM_WEEK_DEMAND],
-        "total_demand": items[s.TOTAL_DEMAND],
-        "demand_level": items.get(s.DEMAND_LEVEL),
-        "rebuy_share": [rebuy_share(b, r) for b, r in zip(buys, rebuys, strict=True)],
-        "trend_ratio": items[s.TREND_RATIO],
-        "sources": items.get(s.CANDIDATE_SOURCES_COLUMN) or [()] * len(scores),
-        "buy_days": items.get(s.ITEM_BUY_DAYS),
-        "first_buy_ts": items.get(s.ITEM_FIRST_BUY_TS),
-        "last_buy_ts": items.get(s.ITEM_LAST_BUY_TS),
-    }
+    return CandidateColumns(
+        item_id=items[s.ITEM_ID],
+        score=[float(x) for x in scores],
+        category=items[s.CATEGORY],
+        stock=items[s.STOCK],
+        launch_ts=items[s.LAUNCH_TS],
+        demand_index=items[s.ITEM_WEEK_DEMAND],
+        total_demand=items[s.TOTAL_DEMAND],
+        demand_level=items.get(s.DEMAND_LEVEL),
+        rebuy_share=[rebuy_share(b, r) for b, r in zip(buys, rebuys, strict=True)],
+        trend_ratio=items[s.TREND_RATIO],
+        sources=items.get(s.CANDIDATE_SOURCES_COLUMN) or [()] * len(scores),
+        buy_days=items.get(s.ITEM_BUY_DAYS),
+        first_buy_ts=items.get(s.ITEM_FIRST_BUY_TS),
+        last_buy_ts=items.get(s.ITEM_LAST_BUY_TS),
+    )

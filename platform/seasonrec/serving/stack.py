@@ -41,6 +41,11 @@ HAPROXY_SOCKET_TAIL = len("/haproxy/" + "0" * 56 + "/metrics.sock")
 TEMP_MARKER = ".seasonrec-stack"
 
 
+def serve_timeout_s(deadline_ms: int) -> float:
+    """Serve's `request_timeout_s`: a second above the app's own deadline, whose degraded answer comes first."""
+    return deadline_ms / 1000 + 1.0
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, from its first byte: a fresh file, so no older mode carries over."""
     path.unlink(missing_ok=True)
@@ -282,9 +287,10 @@ class ServeStack:
     def _deploy(self, state: dict, timeout_s: float, bar: Task) -> None:
         """Run the app from a short-lived driver; Serve keeps it running in the head."""
         host, port = self.settings.serving.host, self.settings.serving.port
+        http = {"host": host, "port": port, "request_timeout_s": serve_timeout_s(self.settings.serving.deadline_ms)}
         self.run_driver(
             "from seasonrec.serving.app import build_app, AppArgs\n"
-            f"serve.start(http_options={{'host': {host!r}, 'port': {port}}})\n"
+            f"serve.start(http_options={http!r})\n"
             f"serve.run(build_app(AppArgs(config={state['settings']!r})), name={APP_NAME!r},"
             " route_prefix='/', blocking=False)",
             timeout_s,

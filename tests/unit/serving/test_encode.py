@@ -17,6 +17,7 @@ from seasonrec.model.batch import (
     user_arrays,
 )
 from seasonrec.model.ranker import UNSEEN
+from seasonrec.serving.contracts import Fetched
 from seasonrec.serving.fetcher import ITEM_COLUMNS, title_vector
 from seasonrec.serving.scorer import VersionShapes, encode
 
@@ -60,7 +61,7 @@ def test_numpy_encoding_equals_the_training_encoding(tmp_path):
     # Only the item the version has never seen carries its title.
     assert shapes.unknown(columns[s.ITEM_ID]) == ["NEW"]
     titles = np.stack([title_vector(row[s.TITLE_EMBEDDING], 3) for row in items if row[s.ITEM_ID] == "NEW"])
-    served = encode({"user": user, "items": columns}, shapes, titles)
+    served = encode(Fetched(user=user, items=columns, region="GB"), shapes, titles)
 
     user_frame = pl.DataFrame([user]).with_columns(pl.col(c).cast(pl.Float64) for c in CONTEXT_COLUMNS)
     trained = user_arrays(user_frame, vocab, 4)

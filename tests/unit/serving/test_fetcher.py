@@ -74,8 +74,8 @@ def test_candidates_outside_the_catalogue_are_dropped_and_counted():
     reader = CatalogueReader(CATALOGUE)
     made_up = [f"MADE-UP-{i}" for i in range(1_000)]
     fetched = reader.request("u1", "GB", datetime(2024, 12, 10, tzinfo=UTC), ["B", *made_up, "A"])
-    assert fetched["items"][s.ITEM_ID] == ["B", "A"]
-    assert fetched["unknown_candidates"] == 1_000
+    assert fetched.items[s.ITEM_ID] == ["B", "A"]
+    assert fetched.unknown_candidates == 1_000
 
 
 def test_made_up_candidates_never_push_catalogue_items_out_of_the_cache():
@@ -97,10 +97,10 @@ def test_pinned_items_join_the_candidates_with_their_rows_so_the_filters_see_the
     catalogue = {**CATALOGUE, "C": {s.CATEGORY: "decor", s.PRICE: 2.5, s.STOCK: 0}}
     reader = CatalogueReader(catalogue, rules=rules)
     fetched = reader.request("u1", "GB", datetime(2024, 12, 10, tzinfo=UTC), ["A"])
-    items = fetched["items"]
+    items = fetched.items
     assert items[s.ITEM_ID] == ["A", "B", "C"]  # a pin the catalogue lacks is dropped like any unknown id
     assert items[s.STOCK][2] == 0  # so the re-ranker's stock filter bars it, pinned or not
-    outside = reader.request("u1", "GB", datetime(2024, 7, 10, tzinfo=UTC), ["A"])["items"]
+    outside = reader.request("u1", "GB", datetime(2024, 7, 10, tzinfo=UTC), ["A"]).items
     assert outside[s.ITEM_ID] == ["A", "C"]  # the campaign's pin only inside its window
 
 

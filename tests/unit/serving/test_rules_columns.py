@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
-from seasonrec.serving.rules import Candidate, from_columns
+from seasonrec.serving.contracts import Fetched
+from seasonrec.serving.rules import Candidate, CandidateColumns, from_columns
 from seasonrec.serving.scorer import scored_columns
 from seasonrec.triton.client import ScorerError
 
 
-def _fetched() -> dict:
+def _fetched() -> Fetched:
     items = {
         "item_id": ["A", "B"],
         "category": ["toys", None],
@@ -19,7 +22,7 @@ def _fetched() -> dict:
         "total_demand": [10, None],
         "trend_ratio": [1.2, None],
     }
-    return {"items": items}
+    return Fetched(user={}, items=items, region="GB")
 
 
 def test_scored_columns_become_the_candidates_the_rules_read():
@@ -31,8 +34,13 @@ def test_scored_columns_become_the_candidates_the_rules_read():
 
 
 def test_fields_the_columns_lack_are_none():
-    (only,) = from_columns({"item_id": ["P"], "score": [0.1]})  # the seasonal fallback sends no more
+    (only,) = from_columns(CandidateColumns(item_id=["P"], score=[0.1]))  # the seasonal fallback sends no more
     assert only == Candidate("P", 0.1)
+
+
+def test_the_columns_carry_every_field_of_a_candidate_but_its_reasons():
+    """A field added to `Candidate` and not to the columns would silently take its default after a hop."""
+    assert [f.name for f in fields(CandidateColumns)] == [f.name for f in fields(Candidate) if f.name != "reasons"]
 
 
 def test_a_score_count_that_differs_from_the_candidates_is_an_error_not_a_misalignment():
