@@ -67,6 +67,16 @@ ITEM_COLUMNS = (
 )
 
 
+# What an item's seasonal demand index reads, and what it gives (`context.week_demand`, `week_units`).
+WEEK_DEMAND_INPUTS = (
+    *s.ITEM_DEMAND_FEATURES,
+    *s.REGION_ITEM_DEMAND_FEATURES,
+    *s.HEMISPHERE_ITEM_DEMAND_FEATURES,
+    *s.TITLE_ITEM_DEMAND_FEATURES,
+)
+WEEK_DEMAND_OUTPUTS = (s.ITEM_WEEK_DEMAND, s.WEEK_UNITS, s.DEMAND_LEVEL)
+
+
 class TTLCache:
     """A bounded mapping whose entries expire; the oldest entry goes first when full."""
 
@@ -215,6 +225,7 @@ class FeatureReader(OnlineReader):
         self.trends = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.hemisphere_demand = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.neighbours = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
+        self.weeks = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)  # (item, region, week) -> demand index
         self.fallback_pools = _offline_pools(settings)
         # The same live rules file as the ReRanker's, for its pins only.
         self.rules = RuleBook(settings.paths.resolve(settings.serving.rules_path))
@@ -261,9 +272,21 @@ class FeatureReader(OnlineReader):
         """The `item_neighbours` rows of these items, cached: they change only when materialized."""
         return Neighbours.from_rows(item_ids, self._cached(self.neighbours, {}, (s.ITEM_NEIGHBOURS,), item_ids))
 
-    def bought(self, user_id: str, item_ids: list[str]) -> list[dict[str, Any]]:
-        """The user's own purchases of each item (`user_item_stats`), in order; {} for never bought."""
-        return self._read(s.USER_ITEM_STATS, [{s.USER_ID: user_id, s.ITEM_ID: i} for i in item_ids])
+    def bought(self, user: dict[str, Any], user_id: str, item_ids: list[str]) -> list[dict[str, Any]]:
+        """The user's own purchases of each item (`user_item_stats`), in order; {} for never bought.
+
+        `user_repeats` lists every item the user bought unless the list is full (`features.repeat_size`);
+        both views change only when materialized. So when it is not full, only the items on it can have a
+        row, and only those are read: a store read per candidate was most of a request's fetch.
+        """
+        repeats = user.get(s.REPEAT_ITEM_IDS) or []
+        wanted = item_ids
+        if len(repeats) < self.settings.features.repeat_size:
+            own = set(repeats)
+            wanted = [i for i in item_ids if i in own]
+        rows = self._read(s.USER_ITEM_STATS, [{s.USER_ID: user_id, s.ITEM_ID: i} for i in wanted]) if wanted else []
+        found = dict(zip(wanted, rows, strict=True))
+        return [found.get(i, {}) for i in item_ids]
 
     def with_pins(self, proposed: CandidateSet, region: str, at: datetime) -> CandidateSet:
         """The rules' pinned items join the candidates: scored, and with their stock and category, so the
@@ -331,31 +354,31 @@ class FeatureReader(OnlineReader):
         proposed = CandidateSet(known, [()] * len(known)) if candidates else self.candidates(user, list(pool), region)
         proposed = self.with_pins(proposed, region, at)
         rows = self.item_rows(proposed.item_ids, region)
-        for row, own in zip(rows, self.bought(user_id, proposed.item_ids) if rows else [], strict=True):
+        for row, own in zip(rows, self.bought(user, user_id, proposed.item_ids) if rows else [], strict=True):
             row.update(own)
         ts = int(at.timestamp())
+        # An item's demand index for a region and week is a function of rows that change only when materialized:
+        # cached beside them (same bound on staleness), so only new (item, region, week)s pay for the profiles.
+        week = datetime.fromtimestamp(ts, tz=UTC).isocalendar().week
+        known = [self.weeks.get((row[s.ITEM_ID], region, week)) for row in rows]
         context = seasonal_context(
             {
                 s.REQUEST_TS: [ts] * (len(rows) + 1),
                 s.REGION: [region] * (len(rows) + 1),
                 **{
-                    c: [r.get(c) for r in rows] + [None]
-                    for c in (
-                        *s.ITEM_DEMAND_FEATURES,
-                        *s.REGION_ITEM_DEMAND_FEATURES,
-                        *s.HEMISPHERE_ITEM_DEMAND_FEATURES,
-                        *s.TITLE_ITEM_DEMAND_FEATURES,
-                    )
+                    c: [None if k else r.get(c) for r, k in zip(rows, known, strict=True)] + [None]
+                    for c in WEEK_DEMAND_INPUTS
                 },
                 s.LAUNCH_TS: [r.get(s.LAUNCH_TS) for r in rows] + [None],
                 s.HISTORY_TS: [None] * len(rows) + [user.get(s.HISTORY_TS)],
             }
         )
-        for i, row in enumerate(rows):
-            row[s.ITEM_WEEK_DEMAND] = context[s.ITEM_WEEK_DEMAND][i]
-            row[s.WEEK_UNITS] = context[s.WEEK_UNITS][i]
+        for i, (row, cached) in enumerate(zip(rows, known, strict=True)):
+            if cached is None:
+                cached = tuple(context[c][i] for c in WEEK_DEMAND_OUTPUTS)
+                self.weeks.put((row[s.ITEM_ID], region, week), cached)
+            row.update(zip(WEEK_DEMAND_OUTPUTS, cached, strict=True))
             row[s.ITEM_AGE_DAYS] = context[s.ITEM_AGE_DAYS][i]
-            row[s.DEMAND_LEVEL] = context[s.DEMAND_LEVEL][i]
             row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity
         user.update(
             {

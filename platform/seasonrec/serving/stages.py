@@ -19,9 +19,10 @@ from pathlib import Path
 
 from seasonrec import schema as s
 from seasonrec.config import load_settings
+from seasonrec.errors import SeasonrecError
 from seasonrec.serving.api import history_events, read_card, report_plot, report_plots
 from seasonrec.serving.contracts import Fetched, Ranked, RankedItem, Scored
-from seasonrec.serving.rules import CandidateColumns
+from seasonrec.serving.rules import CandidateColumns, purchases
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +72,19 @@ class Score:
     """Scores from the ranker in Triton (async gRPC); the seasonal pools' scores, `degraded`, when it fails."""
 
     def __init__(self, config: str | None):
+        # Imported now, not on the first request: the model code takes seconds to import, past any deadline.
+        from seasonrec.serving import scorer
+
         self.settings = load_settings(config)
-        self.scorer = None
+        self.scoring, self.scorer = scorer, None
 
     def _get(self):
         """Made on first use, inside the event loop that calls it: the gRPC channel binds to that loop."""
-        from seasonrec.serving.scorer import Scorer
-
         if self.scorer is None:
-            self.scorer = Scorer(self.settings)
+            self.scorer = self.scoring.Scorer(self.settings)
         return self.scorer
 
     async def score(self, fetched: Fetched, deadline: float) -> Scored:
-        from seasonrec.errors import SeasonrecError
-        from seasonrec.serving.rules import purchases
-        from seasonrec.serving.scorer import scored_columns
-
         started = time.perf_counter()
         degraded, version = False, None
         try:
@@ -101,7 +99,7 @@ class Score:
             log.warning("scoring failed (%s); seasonal fallback", type(exc).__name__)
             scores, degraded = fetched.items["pool_score"], True
         return Scored(
-            columns=scored_columns(fetched, scores),
+            columns=self.scoring.scored_columns(fetched, scores),
             purchases=purchases(fetched.user),
             region=fetched.region,
             model_version=version,

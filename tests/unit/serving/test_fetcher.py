@@ -56,11 +56,14 @@ class CatalogueReader(FeatureReader):
     def __init__(self, profiles: dict[str, dict], cache_size: int = 100, rules: Path = DEFAULT_RULES):
         self.settings = Settings()
         self.rules = RuleBook(rules)
-        caches = (TTLCache(cache_size, 60) for _ in range(5))
-        self.items, self.trends, self.hemisphere_demand, self.neighbours, self.arrivals = caches
-        self.profiles, self.asked = profiles, []
+        caches = (TTLCache(cache_size, 60) for _ in range(6))
+        self.items, self.trends, self.hemisphere_demand, self.neighbours, self.arrivals, self.weeks = caches
+        self.profiles, self.asked, self.pairs = profiles, [], []
 
     def _read(self, view, rows):
+        if view == s.USER_ITEM_STATS:
+            self.pairs += [r[s.ITEM_ID] for r in rows]
+            return [{s.ITEM_BUY_DAYS: 2} if r[s.ITEM_ID] == "B" else {} for r in rows]
         if view != s.ITEM_PROFILE:
             return [{} for _ in rows]
         self.asked += [r[s.ITEM_ID] for r in rows]
@@ -111,3 +114,36 @@ def test_a_history_row_is_stamped_now_or_just_after_the_row_the_store_holds():
     # Another replica's clock ran ahead, or this one stepped back: stay after the stored row.
     assert row_stamp(now + timedelta(hours=1), now) == now + timedelta(hours=1, microseconds=1)
     assert row_stamp(now, now) == now + timedelta(microseconds=1)
+
+
+def test_only_items_on_a_users_complete_purchase_list_are_read_for_their_purchases():
+    reader = CatalogueReader(CATALOGUE)
+    user = {s.REPEAT_ITEM_IDS: ["B", "Z"]}  # shorter than features.repeat_size: every item the user bought
+    assert reader.bought(user, "u1", ["A", "B", "C"]) == [{}, {s.ITEM_BUY_DAYS: 2}, {}]
+    assert reader.pairs == ["B"]
+    assert reader.bought({}, "u1", ["A", "C"]) == [{}, {}] and reader.pairs == ["B"]  # bought nothing: no read
+    # A full list may have left purchases out: then every candidate is read.
+    full = {s.REPEAT_ITEM_IDS: [f"I{i}" for i in range(reader.settings.features.repeat_size)]}
+    assert reader.bought(full, "u1", ["A", "B"]) == [{}, {s.ITEM_BUY_DAYS: 2}]
+    assert reader.pairs == ["B", "A", "B"]
+
+
+def test_an_items_week_demand_is_worked_out_once_per_region_and_week(monkeypatch):
+    from seasonrec.features import context
+
+    profile = [1.0 if w in (50, 51) else 0.1 for w in range(1, 54)]
+    catalogue = {i: {**CATALOGUE[i], s.DEMAND_BY_WEEK: profile, s.TOTAL_DEMAND: 40} for i in ("A", "B")}
+    reader = CatalogueReader(catalogue)
+    calls = []
+    real = context.week_demand
+    # Counted when it has a profile to read: cached rows reach it without one.
+    monkeypatch.setattr(context, "week_demand", lambda *a: (a[3][0] and calls.append(a[0])) or real(*a))
+    december = reader.request("u1", "GB", datetime(2024, 12, 10, tzinfo=UTC), ["A", "B"])
+    again = reader.request("u1", "GB", datetime(2024, 12, 11, tzinfo=UTC), ["A", "B"])
+    assert again.items[s.ITEM_WEEK_DEMAND] == december.items[s.ITEM_WEEK_DEMAND]
+    assert december.items[s.DEMAND_LEVEL] == again.items[s.DEMAND_LEVEL] == ["global", "global"]
+    assert calls.count(50) == 2  # the second request, in the same week, read the cache
+    july = reader.request("u1", "GB", datetime(2024, 7, 10, tzinfo=UTC), ["A", "B"])
+    assert july.items[s.ITEM_WEEK_DEMAND][0] < december.items[s.ITEM_WEEK_DEMAND][0]
+    # The age of an item is the request's own, never cached.
+    assert again.items[s.ITEM_AGE_DAYS] == december.items[s.ITEM_AGE_DAYS]
