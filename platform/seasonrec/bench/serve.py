@@ -26,6 +26,7 @@ AT = datetime(2024, 12, 10, 12, tzinfo=UTC)
 TOPOLOGIES = ("fused", "graph")
 FLOOR = "no-work graph"
 LEVELS = (1, 4, 16)
+WARMUP = 50  # requests to a freshly deployed application before it is timed
 
 
 def _bodies(settings: Settings, n_candidates: int, users: int = 50) -> list[dict]:
@@ -169,15 +170,24 @@ def _deployed(stack, code: str, name: str, route: str, body: dict):
     base = f"http://{stack.settings.serving.host}:{stack.settings.serving.port}"
     url = f"{base}{route}/v1/recommendations"
     try:
-        # HAProxy learns the new route when Serve next broadcasts its routes: allow it time.
+        # HAProxy learns the new route when Serve next broadcasts its routes: allow it time. Then warm it up:
+        # a new replica's first answers (connections, caches) are not what a running service costs.
         deadline = time.monotonic() + 180
-        while httpx.post(url, json=body, headers=read_headers(stack.settings), timeout=30).status_code != 200:
-            if time.monotonic() > deadline:
-                raise SeasonrecError(f"{url}: the {name} application did not answer within 180 s")
-            time.sleep(1)
+        with httpx.Client(headers=read_headers(stack.settings), timeout=30) as http:
+            while not _answers(http.post(url, json=body)):
+                if time.monotonic() > deadline:
+                    raise SeasonrecError(f"{url}: the {name} application did not answer within 180 s")
+                time.sleep(1)
+            for _ in range(WARMUP):
+                http.post(url, json=body)
         yield url
     finally:
         stack.run_driver(f"serve.delete({name!r})")
+
+
+def _answers(reply) -> bool:
+    """A full answer: the no-work graph's or one the model scored, not the seasonal fallback."""
+    return reply.status_code == 200 and not reply.json()["degraded"]
 
 
 def _app_code(stack, topology: str) -> str:

@@ -65,6 +65,7 @@ def encode(fetched: Fetched, shapes: VersionShapes, new_titles: np.ndarray) -> d
     last = user.get(s.LAST_PURCHASE_TS)
     days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
     context.append(float(np.log1p(max(days, 0.0))) if days is not None else 8.0)
+    n = len(items[s.ITEM_ID])
     ids = np.array([[index.get(i, UNSEEN) for i in items[s.ITEM_ID]]], dtype=np.int64)
     new_categories = [categories.get(c, UNSEEN) for c, i in zip(items[s.CATEGORY], ids[0], strict=True) if i == UNSEEN]
     titles = new_titles if len(new_titles) else np.zeros((0, shapes.title_dim), dtype=np.float32)
@@ -73,10 +74,11 @@ def encode(fetched: Fetched, shapes: VersionShapes, new_titles: np.ndarray) -> d
         s.HISTORY_AGE_HOURS: np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
         "context": np.array([context], dtype=np.float32),
         "region": np.array([regions.get(user.get(s.REGION), UNSEEN)], dtype=np.int64),
-        "cand_dense": np.stack([dense_log(items[c]) for c in ITEM_DENSE_COLUMNS], axis=-1)[None].astype(np.float32),
-        "cand_personal": personal(
-            *(_floats(items.get(c), len(items[s.ITEM_ID])) for c in s.USER_ITEM_FEATURES), user[s.REQUEST_TS]
-        )[None],
+        # One array, one pass: per column, numpy's call overhead outweighed 200 items' arithmetic.
+        "cand_dense": dense_log(np.array([_floats(items[c], n) for c in ITEM_DENSE_COLUMNS]).T)[None].astype(
+            np.float32
+        ),
+        "cand_personal": personal(*(_floats(items.get(c), n) for c in s.USER_ITEM_FEATURES), user[s.REQUEST_TS])[None],
         **served_candidates(ids, shapes.n_items, [titles], [np.array(new_categories, dtype=np.int64)]),
     }
 
