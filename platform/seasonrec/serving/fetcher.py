@@ -360,20 +360,20 @@ class FeatureReader(OnlineReader):
         # An item's demand index for a region and week is a function of rows that change only when materialized:
         # cached beside them (same bound on staleness), so only new (item, region, week)s pay for the profiles.
         week = datetime.fromtimestamp(ts, tz=UTC).isocalendar().week
-        known = [self.weeks.get((row[s.ITEM_ID], region, week)) for row in rows]
+        weeks = [self.weeks.get((row[s.ITEM_ID], region, week)) for row in rows]
         context = seasonal_context(
             {
                 s.REQUEST_TS: [ts] * (len(rows) + 1),
                 s.REGION: [region] * (len(rows) + 1),
                 **{
-                    c: [None if k else r.get(c) for r, k in zip(rows, known, strict=True)] + [None]
+                    c: [None if cached else r.get(c) for r, cached in zip(rows, weeks, strict=True)] + [None]
                     for c in WEEK_DEMAND_INPUTS
                 },
                 s.LAUNCH_TS: [r.get(s.LAUNCH_TS) for r in rows] + [None],
                 s.HISTORY_TS: [None] * len(rows) + [user.get(s.HISTORY_TS)],
             }
         )
-        for i, (row, cached) in enumerate(zip(rows, known, strict=True)):
+        for i, (row, cached) in enumerate(zip(rows, weeks, strict=True)):
             if cached is None:
                 cached = tuple(context[c][i] for c in WEEK_DEMAND_OUTPUTS)
                 self.weeks.put((row[s.ITEM_ID], region, week), cached)

@@ -79,6 +79,10 @@ def test_candidates_outside_the_catalogue_are_dropped_and_counted():
     fetched = reader.request("u1", "GB", datetime(2024, 12, 10, tzinfo=UTC), ["B", *made_up, "A"])
     assert fetched.items[s.ITEM_ID] == ["B", "A"]
     assert fetched.unknown_candidates == 1_000
+    # Without candidates of the caller's, none is unknown, however many the candidate stage proposes.
+    reader.pool = lambda region, at: [("A", 1.0), ("C", 0.5)]
+    proposed = reader.request("u1", "GB", datetime(2024, 12, 10, tzinfo=UTC), None)
+    assert sorted(proposed.items[s.ITEM_ID]) == ["A", "C"] and proposed.unknown_candidates == 0
 
 
 def test_made_up_candidates_never_push_catalogue_items_out_of_the_cache():
