@@ -102,8 +102,15 @@ def _stack_settings(training_set, repository, root, profile="embedded", redis="1
             "triton": settings.triton.model_copy(
                 update={"repository": root / "repository", "timeout_ms": 2_000, **ports}
             ),
+            # A deadline as generous as the Triton timeout above: on a busy 2-core CI machine a model load beside
+            # the requests (the hot-swap test) can stall one past 1 s, and these tests check answers, not latency.
             "serving": settings.serving.model_copy(
-                update={"port": free_port(), "rules_path": rules, "new_user_events_per_minute": NEW_USERS_PER_MINUTE}
+                update={
+                    "port": free_port(),
+                    "rules_path": rules,
+                    "new_user_events_per_minute": NEW_USERS_PER_MINUTE,
+                    "deadline_ms": 5_000,
+                }
             ),
         }
     )
