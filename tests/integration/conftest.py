@@ -102,8 +102,8 @@ def _stack_settings(training_set, repository, root, profile="embedded", redis="1
             "triton": settings.triton.model_copy(
                 update={"repository": root / "repository", "timeout_ms": 2_000, **ports}
             ),
-            # A deadline as generous as the Triton timeout above: on a busy 2-core CI machine a model load beside
-            # the requests (the hot-swap test) can stall one past 1 s, and these tests check answers, not latency.
+            # A deadline as generous as the Triton timeout above: these tests check answers, not latency, and
+            # share a busy 2-core CI machine with Ray and Triton.
             "serving": settings.serving.model_copy(
                 update={
                     "port": free_port(),

@@ -191,7 +191,7 @@ def _answers(reply) -> bool:
 
 
 def _app_code(stack, topology: str) -> str:
-
+    """The driver code that builds `app`: a topology of the real application, or the no-work graph."""
     if topology == FLOOR:
         return "from seasonrec.bench.floor import build_app\napp = build_app()"
     settings_file = stack.state()["settings"]

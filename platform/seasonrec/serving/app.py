@@ -232,7 +232,8 @@ class Ingress:
             log.warning("request %s: feature fetch failed (%s); seasonal fallback", request_id, _reason(exc))
             ranked = await self.path.fallback(body.region, at, body.k)
         except TimeoutError:  # the deadline passed in a stage that could not give up sooner (a slow store read)
-            log.warning("request %s: past its %d ms deadline; seasonal fallback", request_id, self._deadline_ms)
+            deadline_ms = self.settings.serving.deadline_ms
+            log.warning("request %s: past its %d ms deadline; seasonal fallback", request_id, deadline_ms)
             ranked = await self.path.fallback(body.region, at, body.k)
         for stage, ms in ranked.elapsed_ms.items():
             self.stages.labels(stage).observe(ms / 1000)
@@ -244,10 +245,6 @@ class Ingress:
             degraded=ranked.degraded,
             request_id=request_id,
         )
-
-    @property
-    def _deadline_ms(self) -> int:
-        return self.settings.serving.deadline_ms
 
     @api.post("/v1/events", response_model=EventResponse, dependencies=[WRITE])
     async def event(self, body: EventRequest) -> EventResponse | JSONResponse:

@@ -68,7 +68,6 @@ def encode(fetched: Fetched, shapes: VersionShapes, new_titles: np.ndarray) -> d
     n = len(items[s.ITEM_ID])
     ids = np.array([[index.get(i, UNSEEN) for i in items[s.ITEM_ID]]], dtype=np.int64)
     new_categories = [categories.get(c, UNSEEN) for c, i in zip(items[s.CATEGORY], ids[0], strict=True) if i == UNSEEN]
-    titles = new_titles if len(new_titles) else np.zeros((0, shapes.title_dim), dtype=np.float32)
     return {
         "history_ids": np.array([[PAD] * (h - len(history)) + history], dtype=np.int64),
         s.HISTORY_AGE_HOURS: np.array([[0.0] * (h - len(ages)) + ages], dtype=np.float32),
@@ -79,7 +78,7 @@ def encode(fetched: Fetched, shapes: VersionShapes, new_titles: np.ndarray) -> d
             np.float32
         ),
         "cand_personal": personal(*(_floats(items.get(c), n) for c in s.USER_ITEM_FEATURES), user[s.REQUEST_TS])[None],
-        **served_candidates(ids, shapes.n_items, [titles], [np.array(new_categories, dtype=np.int64)]),
+        **served_candidates(ids, shapes.n_items, [new_titles], [np.array(new_categories, dtype=np.int64)]),
     }
 
 
@@ -110,24 +109,26 @@ class Scorer:
         return self.live
 
     async def score(self, fetched: Fetched) -> tuple[list[float], str]:
+        version = await self._live_version()
         try:
-            return await self._score(fetched)
+            return await self._score(fetched, version)
         except ScorerUnavailable:
             # A hot swap unloads the version this replica last saw: ask Triton again, and retry once if it now
             # serves another. Triton down, or the same version refused, stays an error (the caller falls back).
-            tried = self.live
+            # The version compared is the one this request asked for: concurrent requests share `self.live`.
             self.live = None
-            if tried is None or await self._live_version() == tried:
+            newer = await self._live_version()
+            if newer == version:
                 raise
-            return await self._score(fetched)
+            return await self._score(fetched, newer)
 
-    async def _score(self, fetched: Fetched) -> tuple[list[float], str]:
-        version = await self._live_version()
+    async def _score(self, fetched: Fetched, version: int) -> tuple[list[float], str]:
         shapes = self.shapes[version]
         unknown = shapes.unknown(fetched.items[s.ITEM_ID])
         # Only new launches carry a title, and the store read runs off the event loop, so a deadline can cut it.
-        titles = await asyncio.to_thread(self.titles.lookup, unknown) if unknown else np.zeros((0, shapes.title_dim))
-        batch = encode(fetched, shapes, titles.astype(np.float32, copy=False))
+        none = np.zeros((0, shapes.title_dim), dtype=np.float32)
+        titles = await asyncio.to_thread(self.titles.lookup, unknown) if unknown else none
+        batch = encode(fetched, shapes, titles)
         scores, answered = await self.client.score(batch, str(version))
         return scores[0].tolist(), answered
 

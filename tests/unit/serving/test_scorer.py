@@ -70,3 +70,27 @@ def test_a_version_still_live_but_refused_is_an_error_not_a_loop(tmp_path):
     with pytest.raises(ScorerUnavailable):
         asyncio.run(scorer.score(_fetched()))
     assert triton.asked == ["1"]
+
+
+def test_concurrent_requests_caught_by_a_swap_each_retry_on_the_new_version(tmp_path):
+    """The replica's live version is shared: one request's refresh must not make another give up."""
+    triton = _Triton([1])
+    scorer = _scorer(tmp_path, triton)
+    asyncio.run(scorer.score(_fetched()))
+    triton.live = [2]
+    score, versions = triton.score, triton.ready_versions
+
+    async def slow_score(batch, version):
+        await asyncio.sleep(0.01)  # in flight together, as on Triton
+        return await score(batch, version)
+
+    async def slow_versions():
+        await asyncio.sleep(0.01)
+        return await versions()
+
+    triton.score, triton.ready_versions = slow_score, slow_versions
+
+    async def both():
+        return await asyncio.gather(scorer.score(_fetched()), scorer.score(_fetched()))
+
+    assert [version for _, version in asyncio.run(both())] == ["2", "2"]
