@@ -84,6 +84,12 @@ def week_units(week: int, region: tuple) -> float:
     return share * units
 
 
+def item_age_days(ts: int, launch: int | None) -> float | None:
+    """Days since the item's launch at `ts`. Not negative: an item requested before its launch is new, not
+    "about to sell"."""
+    return max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None
+
+
 def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
     """Columns in, columns out: one output row per input row; missing inputs give nulls."""
     n = len(inputs[s.REQUEST_TS])
@@ -115,7 +121,6 @@ def seasonal_context(inputs: dict[str, list]) -> dict[str, list]:
         out[s.ITEM_WEEK_DEMAND].append(index)
         out[s.WEEK_UNITS].append(week_units(week, (r_demand, r_units)))
         out[s.DEMAND_LEVEL].append(level)
-        # Not negative: an item requested before its launch is new, not "about to sell".
-        out[s.ITEM_AGE_DAYS].append(max(ts - launch, 0) / SECONDS_PER_DAY if launch is not None else None)
+        out[s.ITEM_AGE_DAYS].append(item_age_days(ts, launch))
         out[s.HISTORY_AGE_HOURS].append([(ts - t) / 3600.0 for t in history] if history else [])
     return out

@@ -37,7 +37,7 @@ from seasonrec.candidates.sources import (
 from seasonrec.config import Settings
 from seasonrec.data.calendar import hemisphere
 from seasonrec.errors import SeasonrecError
-from seasonrec.features.context import seasonal_context
+from seasonrec.features.context import item_age_days, seasonal_context
 from seasonrec.serving.contracts import Fetched
 from seasonrec.serving.rules import RuleBook, pinned_items
 from seasonrec.serving.writes import NewUserLimit, StoreUnavailable, TokenBucket, UnknownItem, UserLocks
@@ -67,6 +67,21 @@ ITEM_COLUMNS = (
 )
 
 
+# Of ITEM_COLUMNS, those each request works out for itself: the item's age at its moment, the pool's score
+# (the fallback's seasonal popularity) and the user's own purchases of the item.
+PER_REQUEST_COLUMNS = (s.ITEM_ID, s.ITEM_AGE_DAYS, "pool_score", *s.USER_ITEM_FEATURES)
+# The rest are fixed by the item, the region and the ISO week, and change only when materialized: one cached row.
+ITEM_WEEK_COLUMNS = tuple(c for c in ITEM_COLUMNS if c not in PER_REQUEST_COLUMNS)
+# The views an item's week row is read from, and the entity besides the item each is keyed by.
+ITEM_WEEK_VIEWS = (
+    (s.ITEM_PROFILE, None),
+    (s.ITEM_DEMAND, None),
+    (s.REGION_ITEM_TRENDS, s.REGION),
+    (s.REGION_ITEM_DEMAND, s.REGION),
+    (s.HEMISPHERE_ITEM_DEMAND, s.HEMISPHERE),
+    (s.TITLE_ITEM_DEMAND, s.HEMISPHERE),
+)
+
 # What an item's seasonal demand index reads, and what it gives (`context.week_demand`, `week_units`).
 WEEK_DEMAND_INPUTS = (
     *s.ITEM_DEMAND_FEATURES,
@@ -90,6 +105,18 @@ class TTLCache:
             self._data.pop(key, None)
             return None
         return hit[1]
+
+    def get_many(self, keys: list) -> list:
+        """`get` of each key with one clock read: a request asks for hundreds at once."""
+        now, data, out = time.monotonic(), self._data, []
+        for key in keys:
+            hit = data.get(key)
+            if hit is not None and now - hit[0] <= self.ttl_s:
+                out.append(hit[1])
+            else:
+                data.pop(key, None)
+                out.append(None)
+        return out
 
     def put(self, key, value) -> None:
         self._data[key] = (time.monotonic(), value)
@@ -222,10 +249,8 @@ class FeatureReader(OnlineReader):
         )
         cfg = settings.serving
         self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
-        self.trends = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
-        self.hemisphere_demand = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.neighbours = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
-        self.weeks = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)  # (item, region, week) -> demand index
+        self.item_weeks = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)  # (item, region, week) -> row
         self.fallback_pools = _offline_pools(settings)
         # The same live rules file as the ReRanker's, for its pins only.
         self.rules = RuleBook(settings.paths.resolve(settings.serving.rules_path))
@@ -305,18 +330,44 @@ class FeatureReader(OnlineReader):
         views = (s.ITEM_PROFILE, s.ITEM_DEMAND)
         return self._cached(self.items, {}, views, item_ids, drop=(s.TITLE_EMBEDDING,), known_only=True)
 
-    def item_rows(self, item_ids: list[str], region: str) -> list[dict[str, Any]]:
-        """Profile and demand plus the regional trend and demand, for each item, in order; all cached."""
-        items = self._items(item_ids)
-        # Trends and regional demand change when materialized (daily); the TTL bounds how stale one can be.
-        regional = self._cached(self.trends, {s.REGION: region}, (s.REGION_ITEM_TRENDS, s.REGION_ITEM_DEMAND), item_ids)
-        halves = self._cached(
-            self.hemisphere_demand,
-            {s.HEMISPHERE: hemisphere(region)},
-            (s.HEMISPHERE_ITEM_DEMAND, s.TITLE_ITEM_DEMAND),
-            item_ids,
+    def week_columns(self, item_ids: list[str], region: str, ts: int) -> dict[str, list]:
+        """`ITEM_WEEK_COLUMNS` of each item, in order, for the region and the ISO week of `ts`.
+
+        Each (item, region, week) row is worked out once from the store, demand index included, and cached:
+        a warm request costs one cache read an item. The TTL bounds how stale a row can be, as for every
+        item row; the views change when materialized (daily).
+        """
+        week = _iso_week(ts)
+        rows = self.item_weeks.get_many([(i, region, week) for i in item_ids])
+        missing = list(dict.fromkeys(i for i, row in zip(item_ids, rows, strict=True) if row is None))
+        if missing:
+            fresh = self._item_week_rows(missing, region, ts)
+            for item, row in fresh.items():
+                self.item_weeks.put((item, region, week), row)
+            rows = [fresh[i] if row is None else row for i, row in zip(item_ids, rows, strict=True)]
+        if not rows:
+            return {c: [] for c in ITEM_WEEK_COLUMNS}
+        return {c: list(values) for c, values in zip(ITEM_WEEK_COLUMNS, zip(*rows, strict=True), strict=True)}
+
+    def _item_week_rows(self, item_ids: list[str], region: str, ts: int) -> dict[str, tuple]:
+        """Each item's `ITEM_WEEK_COLUMNS` from the store, as a tuple in that order."""
+        scope = {s.REGION: region, s.HEMISPHERE: hemisphere(region)}
+        reads = [
+            self._read(view, [{s.ITEM_ID: i, **({key: scope[key]} if key else {})} for i in item_ids])
+            for view, key in ITEM_WEEK_VIEWS
+        ]
+        rows = [{k: v for row in parts for k, v in row.items()} for parts in zip(*reads, strict=True)]
+        n = len(rows)
+        context = seasonal_context(
+            {
+                s.REQUEST_TS: [ts] * n,
+                s.REGION: [region] * n,
+                **{c: [row.get(c) for row in rows] for c in WEEK_DEMAND_INPUTS},
+            }
         )
-        return [{s.ITEM_ID: i, **p, **r, **h} for i, p, r, h in zip(item_ids, items, regional, halves, strict=True)]
+        for i, row in enumerate(rows):
+            row.update({c: context[c][i] for c in WEEK_DEMAND_OUTPUTS})
+        return {item: tuple(row.get(c) for c in ITEM_WEEK_COLUMNS) for item, row in zip(item_ids, rows, strict=True)}
 
     def _cached(
         self,
@@ -333,15 +384,16 @@ class FeatureReader(OnlineReader):
         ids must not push real items out of the cache.
         """
         scope = tuple(keys.values())
-        stale = [i for i in dict.fromkeys(item_ids) if cache.get((i, *scope)) is None]
-        read: dict[str, dict] = {}
+        unique = list(dict.fromkeys(item_ids))
+        held = dict(zip(unique, cache.get_many([(i, *scope) for i in unique]), strict=True))
+        stale = [i for i, row in held.items() if row is None]
         if stale:
             reads = [self._read(view, [{s.ITEM_ID: i, **keys} for i in stale]) for view in views]
             for item, *rows in zip(stale, *reads, strict=True):
-                read[item] = {k: v for row in rows for k, v in row.items() if k not in drop}
+                held[item] = {k: v for row in rows for k, v in row.items() if k not in drop}
                 if rows[0] or not known_only:
-                    cache.put((item, *scope), read[item])
-        return [read[i] if i in read else cache.get((i, *scope)) or {} for i in item_ids]
+                    cache.put((item, *scope), held[item])
+        return [held[i] for i in item_ids]
 
     def request(self, user_id: str, region: str | None, at: datetime, candidates: list[str] | None) -> Fetched:
         """Everything the scorer and the re-ranker need for one request."""
@@ -353,49 +405,24 @@ class FeatureReader(OnlineReader):
         known = self.known_items(candidates) if candidates else []
         proposed = CandidateSet(known, [()] * len(known)) if candidates else self.candidates(user, list(pool), region)
         proposed = self.with_pins(proposed, region, at)
-        rows = self.item_rows(proposed.item_ids, region)
-        for row, own in zip(rows, self.bought(user, user_id, proposed.item_ids) if rows else [], strict=True):
-            row.update(own)
-        ts = int(at.timestamp())
-        # An item's demand index for a region and week is a function of rows that change only when materialized:
-        # cached beside them (same bound on staleness), so only new (item, region, week)s pay for the profiles.
-        week = datetime.fromtimestamp(ts, tz=UTC).isocalendar().week
-        weeks = [self.weeks.get((row[s.ITEM_ID], region, week)) for row in rows]
-        context = seasonal_context(
-            {
-                s.REQUEST_TS: [ts] * (len(rows) + 1),
-                s.REGION: [region] * (len(rows) + 1),
-                **{
-                    c: [None if cached else r.get(c) for r, cached in zip(rows, weeks, strict=True)] + [None]
-                    for c in WEEK_DEMAND_INPUTS
-                },
-                s.LAUNCH_TS: [r.get(s.LAUNCH_TS) for r in rows] + [None],
-                s.HISTORY_TS: [None] * len(rows) + [user.get(s.HISTORY_TS)],
-            }
-        )
-        for i, (row, cached) in enumerate(zip(rows, weeks, strict=True)):
-            if cached is None:
-                cached = tuple(context[c][i] for c in WEEK_DEMAND_OUTPUTS)
-                self.weeks.put((row[s.ITEM_ID], region, week), cached)
-            row.update(zip(WEEK_DEMAND_OUTPUTS, cached, strict=True))
-            row[s.ITEM_AGE_DAYS] = context[s.ITEM_AGE_DAYS][i]
-            row["pool_score"] = pool.get(row[s.ITEM_ID], 0.0)  # the fallback's seasonal popularity
+        ids, ts = proposed.item_ids, int(at.timestamp())
+        # Column by column: a request's few hundred items cost a list each, not a dict each.
+        items = {s.ITEM_ID: ids, **self.week_columns(ids, region, ts)}
+        items[s.ITEM_AGE_DAYS] = [item_age_days(ts, launch) for launch in items[s.LAUNCH_TS]]
+        items["pool_score"] = [pool.get(i, 0.0) for i in ids]
+        own = self.bought(user, user_id, ids) if ids else []
+        items.update({c: [row.get(c) for row in own] for c in s.USER_ITEM_FEATURES})
+        context = seasonal_context({s.REQUEST_TS: [ts], s.REGION: [region], s.HISTORY_TS: [user.get(s.HISTORY_TS)]})
         user.update(
             {
                 s.REGION: region,
                 s.REQUEST_TS: ts,
-                s.HISTORY_AGE_HOURS: context[s.HISTORY_AGE_HOURS][-1],
-                s.WEEK_SIN: context[s.WEEK_SIN][-1],
-                s.WEEK_COS: context[s.WEEK_COS][-1],
-                s.DAYS_TO_HOLIDAY: context[s.DAYS_TO_HOLIDAY][-1],
+                **{c: context[c][0] for c in (s.HISTORY_AGE_HOURS, s.WEEK_SIN, s.WEEK_COS, s.DAYS_TO_HOLIDAY)},
             }
         )
         return Fetched(
             user=user,
-            items={
-                **{column: [row.get(column) for row in rows] for column in ITEM_COLUMNS},
-                s.CANDIDATE_SOURCES_COLUMN: proposed.sources,
-            },
+            items={**{column: items[column] for column in ITEM_COLUMNS}, s.CANDIDATE_SOURCES_COLUMN: proposed.sources},
             region=region,
             unknown_candidates=len(candidates or ()) - len(known),
             elapsed_ms={"fetch": (time.perf_counter() - started) * 1000},
@@ -465,6 +492,10 @@ def row_stamp(stored: datetime | None, now: datetime) -> datetime:
     The Redis store skips a write older than the row it holds, silently. Replicas' clocks differ,
     and a clock can step back: a row stamped by a clock ahead would make the next event vanish."""
     return now if stored is None or stored < now else stored + timedelta(microseconds=1)
+
+
+def _iso_week(ts: int) -> int:
+    return datetime.fromtimestamp(ts, tz=UTC).isocalendar().week
 
 
 def _utc(stamp: datetime | None) -> datetime | None:

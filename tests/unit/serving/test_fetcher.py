@@ -56,8 +56,8 @@ class CatalogueReader(FeatureReader):
     def __init__(self, profiles: dict[str, dict], cache_size: int = 100, rules: Path = DEFAULT_RULES):
         self.settings = Settings()
         self.rules = RuleBook(rules)
-        caches = (TTLCache(cache_size, 60) for _ in range(6))
-        self.items, self.trends, self.hemisphere_demand, self.neighbours, self.arrivals, self.weeks = caches
+        caches = (TTLCache(cache_size, 60) for _ in range(4))
+        self.items, self.neighbours, self.arrivals, self.item_weeks = caches
         self.profiles, self.asked, self.pairs = profiles, [], []
 
     def _read(self, view, rows):
@@ -151,3 +151,33 @@ def test_an_items_week_demand_is_worked_out_once_per_region_and_week(monkeypatch
     assert july.items[s.ITEM_WEEK_DEMAND][0] < december.items[s.ITEM_WEEK_DEMAND][0]
     # The age of an item is the request's own, never cached.
     assert again.items[s.ITEM_AGE_DAYS] == december.items[s.ITEM_AGE_DAYS]
+
+
+def test_cached_rows_expire_after_their_ttl(monkeypatch):
+    from seasonrec.serving import fetcher
+
+    clock = [1_000.0]
+    monkeypatch.setattr(fetcher.time, "monotonic", lambda: clock[0])
+    cache = TTLCache(10, ttl_s=60)
+    cache.put("a", 1)
+    cache.put("b", 2)
+    assert cache.get_many(["a", "b", "c", "a"]) == [1, 2, None, 1]
+    clock[0] += 61
+    assert cache.get_many(["a", "b"]) == [None, None] and len(cache) == 0
+
+
+def test_a_catalogue_change_reaches_the_candidates_rows_once_the_cached_row_expires(monkeypatch):
+    from seasonrec.serving import fetcher
+
+    clock = [1_000.0]
+    monkeypatch.setattr(fetcher.time, "monotonic", lambda: clock[0])
+    catalogue = {item: dict(row) for item, row in CATALOGUE.items()}
+    reader = CatalogueReader(catalogue)
+    at = datetime(2024, 12, 10, tzinfo=UTC)
+    assert reader.request("u1", "GB", at, ["A", "B"]).items[s.STOCK] == [None, None]
+    catalogue["A"][s.STOCK] = 0  # sold out, materialized
+    reader.asked.clear()
+    assert reader.request("u1", "GB", at, ["A", "B"]).items[s.STOCK] == [None, None]  # within the TTL: cached
+    assert reader.asked == []
+    clock[0] += 301
+    assert reader.request("u1", "GB", at, ["A", "B"]).items[s.STOCK] == [0, None]
