@@ -178,7 +178,7 @@ class RuleBook:
         return self.rules
 
 
-@dataclass
+@dataclass(slots=True)
 class Candidate:
     item_id: str
     score: float
@@ -235,11 +235,13 @@ class CandidateColumns:
     rebuy_share: list[float | None] | None = None
 
 
+_COLUMN_DEFAULTS = {f: spec.default for f, spec in Candidate.__dataclass_fields__.items() if f != "reasons"}
+
+
 def from_columns(columns: CandidateColumns) -> list[Candidate]:
     """Candidates from one list per field; a missing field takes its default."""
     n = len(columns.item_id)
-    fields = {f: spec.default for f, spec in Candidate.__dataclass_fields__.items() if f != "reasons"}
-    lists = (getattr(columns, f) or [default] * n for f, default in fields.items())
+    lists = (getattr(columns, f) or [default] * n for f, default in _COLUMN_DEFAULTS.items())
     return [Candidate(*values) for values in zip(*lists, strict=True)]
 
 
@@ -300,6 +302,8 @@ def rebuy_share(buy_days: float | None, rebuy_days: float | None) -> float | Non
 
 def _recently_bought(c: Candidate, rule: RecentlyBought, in_history: int | None, now: float) -> bool:
     """Is `c` hidden as bought too recently? A habitual re-buy is hidden only until it is nearly due again."""
+    if in_history is None and c.last_buy_ts is None:  # never bought: most candidates, so checked first
+        return False
     last = _last_purchase(c, in_history, now)
     if last is None:
         return False
