@@ -25,7 +25,8 @@ from seasonrec.serving.demo import read_headers
 
 AT = datetime(2024, 12, 10, 12, tzinfo=UTC)
 TOPOLOGIES = ("fused", "graph")
-FLOOR = "no-work graph"
+# Each topology with its work taken out (`bench/floor.py`): what HTTP and Serve alone cost it.
+FLOORS = {"no-work fused": "fused", "no-work graph": "graph"}
 LEVELS = (1, 4, 16)
 WARMUP = 50  # requests to a freshly deployed application before it is timed
 
@@ -200,8 +201,8 @@ def _answers(reply) -> bool:
 
 def _app_code(stack, topology: str) -> str:
     """The driver code that builds `app`: a topology of the real application, or the no-work graph."""
-    if topology == FLOOR:
-        return "from seasonrec.bench.floor import build_app\napp = build_app()"
+    if topology in FLOORS:
+        return f"from seasonrec.bench.floor import build_app\napp = build_app({FLOORS[topology]!r})"
     settings_file = stack.state()["settings"]
     return (
         "from seasonrec.serving.app import build_app, AppArgs\n"
@@ -247,8 +248,8 @@ def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
         stages = _stages(settings, bodies)
         total = sum(stages.values())
         notes.append(f"{count} candidates, stages called directly, p50 ms: " + _spans(stages) + f"; sum {total:.1f}")
-        for topology in (*TOPOLOGIES, FLOOR):
-            name = f"bench-{topology}"
+        for topology in (*TOPOLOGIES, *FLOORS):
+            name = f"bench-{topology.replace(' ', '-')}"
             with _deployed(stack, _app_code(stack, topology), name, f"/{name}", bodies[0]) as url:
                 for concurrency in progress(LEVELS, description=f"{topology}, {count} candidates"):
                     result, cpu = _measured(settings, url, bodies, concurrency, args, sessions)
@@ -257,11 +258,16 @@ def bench_serve(settings: Settings, args) -> tuple[str, list[dict]]:
                         label = f"CPU ms a request by process, {topology}, {count} candidates, c=4"
                         notes.append(_breakdown(label, cpu))
             p50[topology, count] = next(r["p50_ms"] for r in rows[-len(LEVELS) :] if r["concurrency"] == 1)
-        for topology in (*TOPOLOGIES, FLOOR):
-            # The no-work graph does all the graph's hops and none of its work: a floor on the graph's overhead.
+        for topology in (*TOPOLOGIES, *FLOORS):
+            # A no-work copy does all its topology's hops and none of its work: a floor on that one's overhead.
             notes.append(
                 f"{count} candidates, {topology}: serving overhead, end-to-end p50 (c=1) / sum of stages ="
                 f" {p50[topology, count] / total:.2f}"
+            )
+        for floor, topology in FLOORS.items():
+            notes.append(
+                f"{count} candidates, {topology}: end-to-end p50 (c=1) above its no-work copy's"
+                f" {p50[topology, count] - p50[floor, count]:.1f} ms, against the stages' sum {total:.1f} ms"
             )
     blank = {k: "" for k in list(rows[0])[1:]}
     rows.extend({"topology": note, **blank} for note in notes)
