@@ -59,8 +59,9 @@ def encode(fetched: Fetched, shapes: VersionShapes, new_titles: np.ndarray) -> d
     index, categories, regions = shapes.items, shapes.categories, shapes.regions
     history = [index.get(i, UNSEEN) for i in (user.get(s.HISTORY_ITEM_IDS) or [])][-h:]
     ages = list(user.get(s.HISTORY_AGE_HOURS) or [])[-h:]
+    logged = dense_log([user.get(c) for c in CONTEXT_COLUMNS])  # one numpy call, not one a column
     context = [
-        (user.get(c) or 0.0) if c in (s.WEEK_SIN, s.WEEK_COS) else dense_log([user.get(c)])[0] for c in CONTEXT_COLUMNS
+        (user.get(c) or 0.0) if c in (s.WEEK_SIN, s.WEEK_COS) else logged[i] for i, c in enumerate(CONTEXT_COLUMNS)
     ]
     last = user.get(s.LAST_PURCHASE_TS)
     days = (user[s.REQUEST_TS] - last) / 86_400.0 if last is not None and last > 0 else None
