@@ -90,6 +90,8 @@ WEEK_DEMAND_INPUTS = (
     *s.TITLE_ITEM_DEMAND_FEATURES,
 )
 WEEK_DEMAND_OUTPUTS = (s.ITEM_WEEK_DEMAND, s.WEEK_UNITS, s.DEMAND_LEVEL)
+# Every (region, week) a year of a few hundred regions asks about, and no more.
+POOL_CACHE_SIZE = 20_000
 
 
 class TTLCache:
@@ -251,6 +253,8 @@ class FeatureReader(OnlineReader):
         self.items = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.neighbours = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)
         self.item_weeks = TTLCache(cfg.item_cache_size, cfg.item_cache_ttl_s)  # (item, region, week) -> row
+        # (region, week) -> the merged pool: materialized like the item rows. The Ingress only lets known regions in.
+        self.pools = TTLCache(POOL_CACHE_SIZE, cfg.item_cache_ttl_s)
         self.fallback_pools = _offline_pools(settings)
         # The same live rules file as the ReRanker's, for its pins only.
         self.rules = RuleBook(settings.paths.resolve(settings.serving.rules_path))
@@ -264,11 +268,14 @@ class FeatureReader(OnlineReader):
         return {**stats, **history, **repeats}
 
     def pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
-        """(item, seasonal score) for the region and ISO week of `at`, topped up as `pool_scopes` says."""
+        """(item, seasonal score) for the region and ISO week of `at`, topped up as `pool_scopes` says; cached."""
         week = at.isocalendar().week
-        return merge_pools(
-            self._read(s.SEASONAL_POOLS, [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in pool_scopes(region)])
-        )
+        found = self.pools.get((region, week))
+        if found is None:
+            keys = [{s.REGION: r, s.WEEK_OF_YEAR: week} for r in pool_scopes(region)]
+            found = merge_pools(self._read(s.SEASONAL_POOLS, keys))
+            self.pools.put((region, week), found)
+        return found
 
     def fallback_pool(self, region: str, at: datetime) -> list[tuple[str, float]]:
         week = at.isocalendar().week

@@ -56,8 +56,8 @@ class CatalogueReader(FeatureReader):
     def __init__(self, profiles: dict[str, dict], cache_size: int = 100, rules: Path = DEFAULT_RULES):
         self.settings = Settings()
         self.rules = RuleBook(rules)
-        caches = (TTLCache(cache_size, 60) for _ in range(4))
-        self.items, self.neighbours, self.arrivals, self.item_weeks = caches
+        caches = (TTLCache(cache_size, 60) for _ in range(5))
+        self.items, self.neighbours, self.arrivals, self.item_weeks, self.pools = caches
         self.profiles, self.asked, self.pairs = profiles, [], []
 
     def _read(self, view, rows):
