@@ -24,8 +24,6 @@ from seasonrec.serving.contracts import Fetched, Ranked, RankedItem, Scored
 from seasonrec.serving.fetcher import ITEM_COLUMNS
 from seasonrec.serving.rules import from_columns
 
-ROUTE = "/floor"
-APP_NAME = "floor"
 LIGHT = {"num_cpus": 0.1}
 
 api = FastAPI()

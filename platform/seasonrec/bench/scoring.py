@@ -7,6 +7,7 @@ ranges: the cost of scoring does not depend on which items are asked about.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -106,6 +107,7 @@ def bench_scoring(settings: Settings, args) -> tuple[str, list[dict]]:
         if server is not None:
             server.stop()
         loop.close()
+        shutil.rmtree(work, ignore_errors=True)  # the export and Triton's files: this run's alone
 
 
 async def _make_client(settings: Settings):

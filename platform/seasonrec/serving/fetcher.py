@@ -102,11 +102,7 @@ class TTLCache:
         self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
 
     def get(self, key):
-        hit = self._data.get(key)
-        if hit is None or time.monotonic() - hit[0] > self.ttl_s:
-            self._data.pop(key, None)
-            return None
-        return hit[1]
+        return self.get_many([key])[0]
 
     def get_many(self, keys: list) -> list:
         """`get` of each key with one clock read: a request asks for hundreds at once."""
