@@ -200,7 +200,7 @@ def _answers(reply) -> bool:
 
 
 def _app_code(stack, topology: str) -> str:
-    """The driver code that builds `app`: a topology of the real application, or the no-work graph."""
+    """The driver code that builds `app`: a topology of the real application, or its no-work copy."""
     if topology in FLOORS:
         return f"from seasonrec.bench.floor import build_app\napp = build_app({FLOORS[topology]!r})"
     settings_file = stack.state()["settings"]
